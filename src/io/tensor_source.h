@@ -1,0 +1,70 @@
+// TensorSource: "give me tensor NAME as dtype D" over any checkpoint format on disk.
+//
+// Implementations: safetensors (mmap, zero-copy), sharded index JSON (either format), torch zip-pickle
+// (`pytorch_model.bin`, `*.pth.tar`, through the restricted unpickler). open_tensors() picks one.
+#pragma once
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gill::io {
+
+// On-disk dtype names as safetensors spells them.
+enum class DType { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL };
+
+const char* dtype_name(DType d);                    // "F32", ...
+std::optional<DType> dtype_from_name(const std::string& s);
+size_t dtype_size(DType d);
+torch::Dtype to_torch(DType d);
+DType from_torch(torch::Dtype d);                   // throws kUnsupported for other torch dtypes
+// Parses a user-facing dtype name: fp32|float32|f32, bf16|bfloat16, fp16|float16|half, fp64, ... (kInvalidArgument).
+torch::Dtype parse_torch_dtype(const std::string& s);
+std::string torch_dtype_name(torch::Dtype d);      // "fp32", "bf16", "fp16", ...
+
+struct TensorInfo {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  std::string file;  // the file this tensor lives in
+  int64_t numel() const;
+};
+
+class TensorSource {
+ public:
+  virtual ~TensorSource() = default;
+  // Every tensor name, sorted.
+  virtual std::vector<std::string> names() const = 0;
+  virtual bool contains(const std::string& name) const = 0;
+  // Throws kNotFound naming the key, the source and close matches.
+  virtual const TensorInfo& info(const std::string& name) const = 0;
+  // The tensor converted to `dtype` (its own dtype when unset) on `device`. When no conversion is needed and the
+  // device is the CPU, the result may be a zero-copy view of a memory-mapped file (it keeps the mapping alive;
+  // writes to it are private copy-on-write and never reach the file).
+  virtual torch::Tensor get(const std::string& name, std::optional<torch::Dtype> dtype = std::nullopt,
+                            const torch::Device& device = torch::kCPU) const = 0;
+  // What this source reads, for messages ("model.safetensors", "pytorch_model.bin.index.json (2 shards)").
+  virtual std::string description() const = 0;
+
+ protected:
+  [[noreturn]] void throw_missing(const std::string& name) const;
+};
+
+// Close matches of `key` among `candidates` (by shared suffix / edit distance), for error messages.
+std::vector<std::string> close_matches(const std::string& key, const std::vector<std::string>& candidates,
+                                       size_t max_results = 3);
+
+// Opens a checkpoint: a .safetensors file, a torch zip-pickle (.bin, .pt, .pth, .pth.tar, .ckpt), a shard index
+// (*.index.json), or a model folder (model.safetensors, then the safetensors index, pytorch_model.bin, its index,
+// then diffusion_pytorch_model.{safetensors,bin}). `device` is where pickle storages are loaded.
+std::unique_ptr<TensorSource> open_tensors(const std::filesystem::path& path);
+
+// Registration of formats implemented in other files (kept as plain functions, no global registry).
+std::unique_ptr<TensorSource> open_safetensors(const std::filesystem::path& file);
+std::unique_ptr<TensorSource> open_sharded_index(const std::filesystem::path& index_json);
+std::unique_ptr<TensorSource> open_torch_pickle(const std::filesystem::path& file);
+
+}  // namespace gill::io

@@ -1,0 +1,70 @@
+// Shared building blocks. Unlike torch::nn's, these allocate their parameters with torch::empty in the run dtype
+// and do NOT initialise them: every value comes from a checkpoint (io::load_module) or from the tiny-model kit's
+// seeded initialiser (init_random). Building a 6.7B-parameter model therefore costs no time and no resident memory
+// until the weights are loaded (mmap views replace the empty tensors).
+#pragma once
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace gill::models {
+
+struct ModuleOptions {
+  torch::Dtype dtype = torch::kFloat32;
+  torch::Device device = torch::kCPU;
+  torch::TensorOptions tensor() const { return torch::TensorOptions().dtype(dtype).device(device); }
+};
+
+// y = x W^T + b. weight [out, in], bias [out].
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in_features, int64_t out_features, bool bias, const ModuleOptions& opt);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;  // bias undefined when absent
+  int64_t in_features, out_features;
+};
+TORCH_MODULE(Linear);
+
+class LayerNormImpl : public torch::nn::Module {
+ public:
+  LayerNormImpl(int64_t dim, double eps, bool elementwise_affine, const ModuleOptions& opt);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;
+  int64_t dim;
+  double eps;
+};
+TORCH_MODULE(LayerNorm);
+
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t n_rows, int64_t dim, const ModuleOptions& opt);
+  torch::Tensor forward(const torch::Tensor& ids);
+  torch::Tensor weight;  // [n_rows, dim]
+};
+TORCH_MODULE(Embedding);
+
+class Conv2dImpl : public torch::nn::Module {
+ public:
+  Conv2dImpl(int64_t in_ch, int64_t out_ch, int64_t kernel, int64_t stride, int64_t padding, bool bias,
+             const ModuleOptions& opt);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;
+  int64_t stride, padding;
+};
+TORCH_MODULE(Conv2d);
+
+class GroupNormImpl : public torch::nn::Module {
+ public:
+  GroupNormImpl(int64_t groups, int64_t channels, double eps, const ModuleOptions& opt);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;
+  int64_t groups;
+  double eps;
+};
+TORCH_MODULE(GroupNorm);
+
+// Fills every floating parameter of `module` with seeded random values suitable for a tiny test model
+// (normal(0, std) for matrices, ones/zeros-ish for norms, small values for biases) and integer buffers untouched.
+void init_random(torch::nn::Module& module, uint64_t seed, double std = 0.02);
+
+}  // namespace gill::models

@@ -1,0 +1,40 @@
+// Helpers shared by gill's tests: paths, fixture lookup, tensor comparison with worst-element reports, running
+// the CLI.
+#pragma once
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <string>
+
+namespace gill::test {
+
+std::filesystem::path source_dir();    // the repository root
+std::filesystem::path data_dir();      // tests/data
+std::filesystem::path shared_dir();    // $GILL_SHARED_DIR or <repo>/../shared (may not exist)
+std::filesystem::path cli_path();      // the built gill binary
+// A fresh, empty temporary folder removed at process exit is NOT guaranteed: tests clean up what they create.
+std::filesystem::path temp_dir(const std::string& tag);
+
+// Skips the current test (GTEST_SKIP) with a message when `p` does not exist. Use as:
+//   GILL_REQUIRE_PATH(shared_dir() / "fixtures");
+#define GILL_REQUIRE_PATH(p)                                                              \
+  do {                                                                                    \
+    if (!std::filesystem::exists(p)) GTEST_SKIP() << "missing " << (p).string() << " (skipped)"; \
+  } while (0)
+
+// Compares `actual` with `expected` elementwise: |a-e| <= atol + rtol*|e|. On failure the message names `what`,
+// the worst element's index, both values, and the max abs / rel error.
+::testing::AssertionResult tensors_close(const torch::Tensor& actual, const torch::Tensor& expected, double rtol,
+                                         double atol, const std::string& what = "");
+// Max |a-e| / max|e| (a relative error over the whole tensor).
+double rel_error(const torch::Tensor& actual, const torch::Tensor& expected);
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+// Runs the gill CLI with args (shell-quoted for you), optional stdin text.
+CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text = "");
+
+}  // namespace gill::test

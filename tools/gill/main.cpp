@@ -1,0 +1,90 @@
+// gill — command-line front end. Parses, calls the library, writes outputs; no tensor code here.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+
+#include <gill/error.h>
+#include "cli_common.h"
+#include "util/error.h"
+#include "util/threads.h"
+
+namespace gill::cli {
+
+void apply_context(const Context& ctx) {
+  auto level = spdlog::level::info;
+  if (ctx.verbosity > 0) level = spdlog::level::debug;
+  if (ctx.verbosity > 1) level = spdlog::level::trace;
+  if (ctx.verbosity < 0) level = spdlog::level::err;
+  auto logger = spdlog::stderr_color_mt("gill");
+  logger->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  logger->set_level(level);
+  spdlog::set_default_logger(logger);
+  const int n = set_threads(ctx.threads);
+  spdlog::debug("using {} thread(s)", n);
+}
+
+bool show_progress(const Context& ctx) { return ctx.verbosity >= 0 && ::isatty(STDERR_FILENO); }
+
+}  // namespace gill::cli
+
+int main(int argc, char** argv) {
+  // OpenMP reads OMP_WAIT_POLICY when the runtime loads, before main. On small machines its busy-waiting
+  // workers fight OpenBLAS's threads (fp32 up to 2x slower), so re-execute once with a passive policy unless the
+  // user chose one. Set GILL_NO_REEXEC=1 to skip.
+  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GILL_NO_REEXEC")) {
+    ::setenv("OMP_WAIT_POLICY", "passive", 1);
+    ::execv("/proc/self/exe", argv);  // only returns on failure: carry on in this process
+  }
+
+  CLI::App app{"gill — native inference for GILL (Generating Images with Multimodal Language Models)", "gill"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "gill 0.1.0");
+  gill::cli::Context ctx;
+  app.add_option("-t,--threads", ctx.threads, "CPU threads for libtorch (default: number of physical cores)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag_function("-v,--verbose", [&](int64_t n) { ctx.verbosity += static_cast<int>(n); },
+                        "More log output (repeat for more)");
+  app.add_flag_function("-q,--quiet", [&](int64_t n) { ctx.verbosity -= static_cast<int>(10 * n); },
+                        "Errors only, no progress bars");
+  app.fallthrough();
+
+#define GILL_COMMAND(name) gill::cli::register_##name(app, ctx);
+#include "gill_commands.inc"
+#undef GILL_COMMAND
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return gill::exit_code_for(gill::ErrorCode::kInvalidArgument);
+  } catch (const gill::Error& e) {
+    std::cerr << "gill: error: " << e.what() << "\n";
+    return gill::exit_code_for(e.code());
+  }
+  if (!ctx.action) {
+    std::cerr << app.help();
+    return gill::exit_code_for(gill::ErrorCode::kInvalidArgument);
+  }
+  try {
+    gill::cli::apply_context(ctx);
+    return ctx.action();
+  } catch (const gill::Error& e) {
+    std::cerr << "gill: error: " << e.what() << "\n";
+    return gill::exit_code_for(e.code());
+  } catch (const c10::Error& e) {
+    std::cerr << "gill: error: " << gill::detail::c10_message(e) << "\n";
+    return gill::exit_code_for(gill::ErrorCode::kInternal);
+  } catch (const std::exception& e) {
+    std::cerr << "gill: error: " << e.what() << "\n";
+    return gill::exit_code_for(gill::ErrorCode::kInternal);
+  }
+}

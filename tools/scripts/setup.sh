@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs gill's Debian 12 dependencies (when missing) and builds it. Idempotent; quick on a second run.
+# Usage: tools/scripts/setup.sh [BUILD_DIR] [extra cmake args...]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BUILD="${1:-$ROOT/build}"
+shift || true
+
+PACKAGES=(build-essential cmake ccache pkg-config libtorch-dev libopenblas0-pthread libsentencepiece-dev
+  sentencepiece libstb-dev libcli11-dev libspdlog-dev googletest libgtest-dev nlohmann-json3-dev libpcre2-dev)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# Optional: python3-torch lets a test confirm that Python's torch.load reads the .pth.tar files we write.
+if [ "${GILL_WITH_PYTHON_TORCH:-0}" = 1 ] && ! dpkg-query -W -f='${Status}' python3-torch 2>/dev/null | grep -q "ok installed"; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch >/dev/null
+fi
+
+JOBS="${GILL_JOBS:-$(nproc)}"
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+elif (($#)); then
+  cmake -S "$ROOT" -B "$BUILD" "$@" >/dev/null
+fi
+cmake --build "$BUILD" -j"$JOBS"
