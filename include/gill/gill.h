@@ -1,0 +1,147 @@
+// gill — public C++ API. This header does not include torch.
+//
+// Threading promise: an Engine (and a Chat made from it) is used by one thread at a time. Different Engines may
+// be used from different threads concurrently (they share no mutable state), but each sets libtorch's intra-op
+// thread count, which is process-wide: give them the same `threads` value. Callbacks run on the calling thread.
+//
+// Errors: every failure is a gill::Error (gill/error.h) with an ErrorCode and a message naming the file, key or
+// value; backend (libtorch) errors are translated at this boundary.
+#pragma once
+#include <gill/error.h>
+#include <gill/image.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gill {
+
+// One piece of an interleaved prompt: text, or an image (from a file or pixels already in memory).
+struct Segment {
+  enum class Kind { kText, kImageFile, kImage };
+  Kind kind = Kind::kText;
+  std::string text;        // kText
+  std::string image_path;  // kImageFile
+  Image image;             // kImage
+  static Segment Text(std::string t) { Segment s; s.kind = Kind::kText; s.text = std::move(t); return s; }
+  static Segment ImageFile(std::string p) { Segment s; s.kind = Kind::kImageFile; s.image_path = std::move(p); return s; }
+  static Segment Pixels(Image im) { Segment s; s.kind = Kind::kImage; s.image = std::move(im); return s; }
+};
+using Prompt = std::vector<Segment>;
+
+enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError, kOff };
+
+struct EngineOptions {
+  // Weights: a root in the layout of weights/README.md, or each component on its own (overrides the root).
+  std::string weights_root;  // -m
+  std::string lm_dir, clip_dir, sd_dir, gill_dir, index_path;
+  std::string device = "cpu";   // cpu | cuda | cuda:N
+  std::string dtype = "auto";   // auto | fp32 | bf16 | fp16 (auto: the fastest accurate choice for the device)
+  int threads = 0;              // 0 = physical cores
+  bool load_sd = true;          // false: no image generation (retrieval and text only; saves memory)
+  std::function<void(LogLevel, const std::string&)> log;  // null: spdlog's default logger
+  // Throws gill::Error(kInvalidArgument) naming the field.
+  void validate() const;
+};
+
+// Progress of a long step: stage ("load", "tokens", "denoise", ...), done / total (total 0 = unknown).
+using ProgressCallback = std::function<void(const std::string& stage, int64_t done, int64_t total)>;
+// Called with each new piece of generated text; return false to cancel (generate throws kCancelled).
+using TokenCallback = std::function<bool(const std::string& text_piece)>;
+
+struct GenerateOptions {
+  // Defaults are the reference's generate_for_images_and_texts defaults (gill-spec §12), except num_words.
+  int num_words = 32;             // max new tokens
+  int min_word_tokens = 0;
+  float ret_scale_factor = 1.0f;
+  float gen_scale_factor = 1.0f;
+  float temperature = 0.0f;       // 0 = greedy
+  float top_p = 1.0f;
+  int max_num_rets = 1;
+  uint64_t seed = 1337;
+  int steps = 50;                 // SD denoising steps
+  float guidance_scale = 7.5f;
+  std::string scheduler = "pndm"; // pndm | ddim | euler | dpm++2m
+  bool always_generate = false;   // run SD for every [IMG] block, like the reference
+  std::string dump_tensors;       // path of a safetensors dump of every stage ("" = none)
+  ProgressCallback on_progress;
+  TokenCallback on_token;
+  // Throws gill::Error(kInvalidArgument) naming the field.
+  void validate() const;
+};
+
+struct RetrievedImage {
+  std::string path;  // local path or URL (URLs are reported, never fetched)
+  float score = 0;
+  int64_t index = -1;
+};
+
+struct ImageBlock {
+  std::string caption;           // text before this [IMG] block
+  std::string decision;          // "gen" | "ret"
+  float p_gen = 0, p_ret = 0;
+  std::vector<RetrievedImage> retrieved;
+  std::optional<Image> generated;  // when SD ran
+  uint64_t seed = 0;
+};
+
+struct Timings {
+  double load_s = 0, prompt_s = 0, decode_s = 0, retrieval_s = 0, generation_s = 0, total_s = 0;
+  int64_t prompt_tokens = 0, new_tokens = 0;
+};
+
+struct Result {
+  std::string text;               // the whole generated text (after the newline cut), [IMG] tokens included
+  std::vector<ImageBlock> images; // one per processed [IMG] block, in order
+  std::string trailing_text;      // text after the last block (the reference drops it; we keep it here)
+  std::vector<int64_t> token_ids; // generated ids
+  Timings timings;
+};
+
+class Chat;
+
+class Engine {
+ public:
+  explicit Engine(const EngineOptions& options);  // loads everything; throws gill::Error
+  ~Engine();
+  Engine(Engine&&) noexcept;
+  Engine& operator=(Engine&&) noexcept;
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  Result generate(const Prompt& prompt, const GenerateOptions& options = {});
+  // Stable Diffusion from prompt embeddings [77 x width] (row-major floats), or from a text prompt.
+  Image generate_image_from_embeddings(const std::vector<float>& embeddings, int64_t n_tokens, int64_t width,
+                                       const GenerateOptions& options = {});
+  Image generate_image_from_text(const std::string& prompt, const GenerateOptions& options = {});
+  Chat chat();
+
+  struct Impl;
+ private:
+  std::unique_ptr<Impl> impl_;
+  friend class Chat;
+};
+
+// Multi-turn dialogue that keeps the LM's KV cache across turns (history is never recomputed).
+class Chat {
+ public:
+  ~Chat();
+  Chat(Chat&&) noexcept;
+  Chat& operator=(Chat&&) noexcept;
+  Result send(const Prompt& turn, const GenerateOptions& options = {});
+  void reset();
+  std::string transcript_json() const;
+
+  struct State;
+ private:
+  explicit Chat(Engine::Impl* engine);
+  std::unique_ptr<State> state_;
+  friend class Engine;
+};
+
+const char* version();
+
+}  // namespace gill
