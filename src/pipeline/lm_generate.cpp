@@ -1,0 +1,231 @@
+// Decoding loop for the plain LM. The GILL reference's loop (gill-spec §7) is built on this by the pipeline.
+#include "pipeline/lm_generate.h"
+
+#include <chrono>
+#include <ostream>
+
+#include "io/tensor_source.h"
+#include "util/error.h"
+
+#if __has_include("tokenizer/tokenizer.h")
+#include "tokenizer/tokenizer.h"
+#define GILL_HAVE_TOKENIZER 1
+#endif
+
+namespace gill::pipeline {
+
+using detail::str_cat;
+
+namespace {
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Position of the earliest stop (newline or stop string) in `text`, or npos.
+size_t find_stop(const std::string& text, const GenerateOptions& o, std::string* reason) {
+  size_t best = std::string::npos;
+  if (o.stop_on_newline) {
+    best = text.find('\n');
+    if (best != std::string::npos) *reason = "newline";
+  }
+  for (const auto& s : o.stop_strings) {
+    if (s.empty()) continue;
+    const size_t p = text.find(s);
+    if (p != std::string::npos && (best == std::string::npos || p < best)) {
+      best = p;
+      *reason = "stop_string";
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+GenerateResult generate(models::OPTForCausalLM& model, const torch::Tensor& prompt_embeds,
+                        const GenerateOptions& o, torch::Generator& gen) {
+  c10::InferenceMode guard;
+  validate(o.sampling);
+  GILL_CHECK(o.max_new_tokens >= 0, ErrorCode::kInvalidArgument, "max_new_tokens must be >= 0, got ",
+             o.max_new_tokens);
+  GILL_CHECK(prompt_embeds.dim() == 3 && prompt_embeds.size(0) == 1, ErrorCode::kInvalidArgument,
+             "generate: prompt embeddings must be [1, T, D], got ", detail::shape_str(prompt_embeds.sizes().vec()));
+  GILL_CHECK(o.decode || (!o.stop_on_newline && o.stop_strings.empty()), ErrorCode::kInvalidArgument,
+             "generate: stopping on newline or strings needs a tokenizer to decode with");
+  const int64_t max_pos = model->config().max_position_embeddings;
+
+  GenerateResult r;
+  r.stop_reason = "max_new_tokens";
+  models::KVCache cache;
+  models::OPTForwardOptions fo;
+  fo.last_logits_only = true;
+  fo.output_hidden_states = o.prompt_hidden_states;
+  auto t0 = std::chrono::steady_clock::now();
+  torch::Tensor seq = prompt_embeds;  // the whole sequence, kept only without a cache
+  auto out = model->forward(prompt_embeds, o.use_cache ? &cache : nullptr, fo);
+  r.prefill_s = since(t0);
+  r.prompt_hidden_states = std::move(out.hidden_states);
+  fo.output_hidden_states = false;
+  int64_t n_positions = prompt_embeds.size(1);
+  std::vector<torch::Tensor> rows;
+
+  t0 = std::chrono::steady_clock::now();
+  for (int64_t step = 0; step < o.max_new_tokens; ++step) {
+    torch::Tensor logits = out.logits.select(0, 0).select(0, -1).contiguous().clone();  // [V] fp32
+    if (o.logits_hook) o.logits_hook(step, logits);
+    if (o.keep_step_logits) rows.push_back(logits.clone());
+    const int64_t id = sample_next(logits, o.sampling, gen);
+    r.ids.push_back(id);
+    if (o.on_token && !o.on_token(id)) {
+      r.stop_reason = "callback";
+      break;
+    }
+    if (id == o.eos_token_id) {
+      r.stop_reason = "eos";
+      break;
+    }
+    if (o.decode && (o.stop_on_newline || !o.stop_strings.empty())) {
+      std::string reason;
+      if (find_stop(o.decode(r.ids), o, &reason) != std::string::npos) {
+        r.stop_reason = reason;
+        break;
+      }
+    }
+    if (step + 1 == o.max_new_tokens) break;
+    if (n_positions >= max_pos) {
+      r.stop_reason = "max_positions";
+      break;
+    }
+    auto next = model->embed_tokens(torch::tensor({{id}}, torch::kLong).to(prompt_embeds.device()));  // [1, 1, D]
+    if (o.use_cache) {
+      out = model->forward(next, &cache, fo);
+    } else {
+      seq = torch::cat({seq.to(next.scalar_type()), next}, 1);
+      out = model->forward(seq, nullptr, fo);
+    }
+    ++n_positions;
+  }
+  r.decode_s = since(t0);
+  if (!rows.empty()) r.step_logits = torch::stack(rows);  // [n_steps, V]
+  if (o.decode) {
+    r.text = o.decode(r.ids);
+    std::string reason;
+    const size_t cut = find_stop(r.text, o, &reason);
+    if (cut != std::string::npos) r.text.resize(cut);
+  }
+  return r;
+}
+
+std::string TextStreamer::push(int64_t id) {
+  ids_.push_back(id);
+  const std::string text = decode_(ids_);
+  const size_t last_space = text.rfind(' ');
+  if (last_space == std::string::npos || last_space < emitted_.size()) return {};
+  const std::string ready = text.substr(0, last_space);
+  if (ready.compare(0, emitted_.size(), emitted_) != 0) return {};  // earlier text changed: wait for finish()
+  std::string delta = ready.substr(emitted_.size());
+  emitted_ = ready;
+  return delta;
+}
+
+std::string TextStreamer::finish(const std::string& final_text) {
+  if (final_text.compare(0, emitted_.size(), emitted_) != 0) return {};
+  std::string rest = final_text.substr(std::min(emitted_.size(), final_text.size()));
+  emitted_ = final_text;
+  return rest;
+}
+
+torch::Dtype parse_lm_dtype(const std::string& name) {
+  if (name == "fp32" || name == "float32") return torch::kFloat32;
+  if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
+  detail::fail(ErrorCode::kInvalidArgument, str_cat("unknown dtype '", name, "' for the LM (expected fp32 or bf16)"));
+}
+
+LmRunResult run_lm(const LmRunOptions& opt, std::ostream* stream, io::TensorDump* dump) {
+  c10::InferenceMode guard;
+  LmRunResult res;
+  const torch::Dtype dtype = parse_lm_dtype(opt.dtype);
+  auto t0 = std::chrono::steady_clock::now();
+  auto model = models::load_opt(opt.lm_dir, models::ModuleOptions{dtype, torch::kCPU});
+  res.load_s = since(t0);
+
+  std::function<std::string(const std::vector<int64_t>&)> decode;
+#ifdef GILL_HAVE_TOKENIZER
+  std::shared_ptr<tokenizer::Tokenizer> tok;
+  const bool has_tok = std::filesystem::exists(opt.lm_dir / "vocab.json");
+  if (has_tok) {
+    tok = tokenizer::load_tokenizer(opt.lm_dir);
+    decode = [tok](const std::vector<int64_t>& ids) { return tok->decode(ids, true); };
+  }
+#endif
+  if (!opt.prompt_ids.empty()) {
+    res.prompt_ids = opt.prompt_ids;
+  } else {
+#ifdef GILL_HAVE_TOKENIZER
+    GILL_CHECK(tok, ErrorCode::kNotFound, opt.lm_dir.string(),
+               ": no tokenizer files (vocab.json, merges.txt) to encode the prompt; pass token ids instead");
+    res.prompt_ids = tok->encode(opt.prompt, /*add_special_tokens=*/true);
+#else
+    detail::fail(ErrorCode::kUnsupported, "this build has no tokenizer: pass the prompt as token ids");
+#endif
+  }
+  GILL_CHECK(!res.prompt_ids.empty(), ErrorCode::kInvalidArgument, "the prompt is empty");
+
+  GenerateOptions g;
+  g.max_new_tokens = opt.max_new_tokens;
+  g.sampling = opt.sampling;
+  g.eos_token_id = opt.stop_on_eos ? model->config().eos_token_id : -1;
+  g.stop_on_newline = opt.stop_on_newline;
+  g.stop_strings = opt.stop_strings;
+  g.use_cache = opt.use_cache;
+  g.keep_step_logits = dump != nullptr;
+  g.prompt_hidden_states = dump != nullptr && opt.dump_hidden;
+  g.decode = decode;
+  TextStreamer streamer(decode);
+  if (stream) {
+    g.on_token = [&](int64_t id) {
+      if (decode) {
+        *stream << streamer.push(id);
+      } else {
+        *stream << id << ' ';
+      }
+      stream->flush();
+      return true;
+    };
+  }
+  auto ids = torch::tensor(res.prompt_ids, torch::kLong).view({1, -1});  // [1, T]
+  auto gen = make_generator(opt.sampling);
+  auto r = generate(model, model->embed_tokens(ids), g, gen);
+  res.new_ids = r.ids;
+  res.stop_reason = r.stop_reason;
+  res.prefill_s = r.prefill_s;
+  res.decode_s = r.decode_s;
+  if (decode) {
+    res.text = r.text;
+    if (stream) *stream << streamer.finish(r.text);
+  } else {
+    for (size_t i = 0; i < r.ids.size(); ++i) res.text += (i ? " " : "") + std::to_string(r.ids[i]);
+  }
+  if (stream) *stream << std::endl;
+
+  if (dump) {
+    dump->add("lm.input_ids", ids);
+    dump->add("lm.output_ids", torch::tensor(r.ids, torch::kLong));
+    if (r.step_logits.defined()) dump->add("lm.logits", r.step_logits);
+    if (!r.prompt_hidden_states.empty()) {
+      bool same = true;
+      for (const auto& h : r.prompt_hidden_states) same = same && h.sizes() == r.prompt_hidden_states[0].sizes();
+      if (same) {
+        std::vector<torch::Tensor> hs;
+        for (const auto& h : r.prompt_hidden_states) hs.push_back(h.select(0, 0));
+        dump->add("lm.hidden_states", torch::stack(hs).to(torch::kFloat32));  // [n_layers + 1, T, D]
+      } else {  // project_out changes the last width: one entry per layer
+        for (size_t i = 0; i < r.prompt_hidden_states.size(); ++i)
+          dump->add(str_cat("lm.hidden_states.", i), r.prompt_hidden_states[i].select(0, 0).to(torch::kFloat32));
+      }
+    }
+  }
+  return res;
+}
+
+}  // namespace gill::pipeline

@@ -1,0 +1,195 @@
+#include "tiny/tiny_opt.h"
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "io/atomic_file.h"
+#include "io/tensor_source.h"
+#include "util/error.h"
+
+namespace gill::tiny {
+
+using detail::str_cat;
+namespace fs = std::filesystem;
+
+namespace {
+
+// splitmix64: a fast seeded stream (the benchmark writes 6.7e9 values).
+inline uint64_t mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Fills dst[0..n) with center + U(-a, a), element i of the stream `stream_id`.
+void fill_uniform(float* dst, int64_t n, uint64_t stream_id, int64_t offset, float center, float a) {
+  at::parallel_for(0, n, 1 << 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const uint64_t r = mix(stream_id * 0x100000001B3ull + static_cast<uint64_t>(offset + i));
+      const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+      dst[i] = center + a * (2.0f * u - 1.0f);
+    }
+  });
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> opt_tensor_shapes(const models::OPTConfig& c) {
+  models::OPTDecoder dec(c, models::ModuleOptions{torch::kFloat32, torch::kCPU});  // torch::empty: lazy memory
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  for (auto& p : dec->named_parameters(true)) out.emplace_back("model.decoder." + p.key(), p.value().sizes().vec());
+  return out;
+}
+
+void write_json(const fs::path& p, const nlohmann::json& j) {
+  std::ofstream f(p);
+  GILL_CHECK(f.good(), ErrorCode::kIo, p.string(), ": cannot write");
+  f << j.dump(2) << "\n";
+}
+
+// GPT-2's bytes_to_unicode(): printable bytes map to themselves, the rest to U+0100 upwards.
+std::vector<std::string> byte_symbols() {
+  std::vector<int> cps(256, -1);
+  int next = 256;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    cps[b] = printable ? b : next++;
+  }
+  std::vector<std::string> out;
+  for (int cp : cps) {
+    std::string s;
+    if (cp < 0x80) {
+      s += static_cast<char>(cp);
+    } else {
+      s += static_cast<char>(0xC0 | (cp >> 6));
+      s += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json opt_config_json(const models::OPTConfig& c) {
+  return {{"_remove_final_layer_norm", c.remove_final_layer_norm},
+          {"activation_dropout", 0.0},
+          {"activation_function", c.activation_function},
+          {"architectures", {"OPTForCausalLM"}},
+          {"attention_dropout", 0.0},
+          {"bos_token_id", c.bos_token_id},
+          {"do_layer_norm_before", c.do_layer_norm_before},
+          {"dropout", 0.1},
+          {"enable_bias", c.enable_bias},
+          {"eos_token_id", c.eos_token_id},
+          {"ffn_dim", c.ffn_dim},
+          {"hidden_size", c.hidden_size},
+          {"init_std", 0.02},
+          {"layer_norm_elementwise_affine", c.layer_norm_elementwise_affine},
+          {"layerdrop", 0.0},
+          {"max_position_embeddings", c.max_position_embeddings},
+          {"model_type", "opt"},
+          {"num_attention_heads", c.num_attention_heads},
+          {"num_hidden_layers", c.num_hidden_layers},
+          {"pad_token_id", c.pad_token_id},
+          {"prefix", "</s>"},
+          {"torch_dtype", c.torch_dtype.empty() ? "float32" : c.torch_dtype},
+          {"transformers_version", "4.30.2"},
+          {"use_cache", true},
+          {"vocab_size", c.vocab_size},
+          {"word_embed_proj_dim", c.word_embed_proj_dim}};
+}
+
+void write_random_opt(const fs::path& dir, const models::OPTConfig& config, torch::Dtype dtype, uint64_t seed) {
+  fs::create_directories(dir);
+  auto cfg = config;
+  cfg.torch_dtype = dtype == torch::kBFloat16 ? "bfloat16" : dtype == torch::kFloat16 ? "float16" : "float32";
+  write_json(dir / "config.json", opt_config_json(cfg));
+
+  const auto shapes = opt_tensor_shapes(config);
+  const io::DType dt = io::from_torch(dtype);
+  const size_t esize = io::dtype_size(dt);
+  nlohmann::json header = {{"__metadata__", {{"format", "pt"}}}};
+  size_t offset = 0;
+  for (const auto& [name, shape] : shapes) {
+    size_t n = 1;
+    for (auto s : shape) n *= static_cast<size_t>(s);
+    header[name] = {{"dtype", io::dtype_name(dt)}, {"shape", shape}, {"data_offsets", {offset, offset + n * esize}}};
+    offset += n * esize;
+  }
+  std::string h = header.dump();
+  while (h.size() % 8 != 0) h.push_back(' ');
+  const fs::path file = dir / "model.safetensors", tmp = dir / "model.safetensors.tmp";
+  std::ofstream out(tmp, std::ios::binary);
+  GILL_CHECK(out.good(), ErrorCode::kIo, tmp.string(), ": cannot write");
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(h.size()) >> (8 * i));
+  out.write(reinterpret_cast<const char*>(len), 8);
+  out.write(h.data(), static_cast<std::streamsize>(h.size()));
+
+  const int64_t chunk = int64_t(1) << 24;
+  auto buf = torch::empty({chunk}, torch::kFloat32);
+  const float a = 0.02f * std::sqrt(3.0f);  // U(-a, a) has std 0.02
+  uint64_t stream = seed * 1000003ull;
+  for (const auto& [name, shape] : shapes) {
+    ++stream;
+    int64_t n = 1;
+    for (auto s : shape) n *= s;
+    const bool is_norm_weight = shape.size() == 1 && name.find("layer_norm.weight") != std::string::npos;
+    const bool is_bias = shape.size() == 1 && !is_norm_weight;
+    for (int64_t o = 0; o < n; o += chunk) {
+      const int64_t c = std::min(chunk, n - o);
+      fill_uniform(buf.data_ptr<float>(), c, stream, o, is_norm_weight ? 1.0f : 0.0f,
+                   is_norm_weight ? 0.1f : is_bias ? 0.01f : a);
+      auto conv = buf.narrow(0, 0, c).to(dtype).contiguous();
+      out.write(static_cast<const char*>(conv.data_ptr()), static_cast<std::streamsize>(c * esize));
+    }
+  }
+  out.close();
+  GILL_CHECK(out.good(), ErrorCode::kIo, tmp.string(), ": write failed (disk full?)");
+  fs::rename(tmp, file);
+}
+
+models::OPTConfig tiny_opt_config() {
+  models::OPTConfig c;
+  c.vocab_size = 264;  // 4 specials + 256 bytes, padded to a multiple of 8 (as 50272 = 50265 + 7)
+  c.hidden_size = 64;
+  c.ffn_dim = 128;
+  c.num_attention_heads = 4;
+  c.num_hidden_layers = 2;
+  c.max_position_embeddings = 128;
+  c.word_embed_proj_dim = 64;
+  return c;
+}
+
+void write_tiny_opt(const fs::path& dir, uint64_t seed) {
+  write_random_opt(dir, tiny_opt_config(), torch::kFloat32, seed);
+  const auto c = tiny_opt_config();
+  write_json(dir / "generation_config.json", {{"_from_model_config", true},
+                                              {"bos_token_id", c.bos_token_id},
+                                              {"eos_token_id", c.eos_token_id},
+                                              {"pad_token_id", c.pad_token_id},
+                                              {"transformers_version", "4.30.2"}});
+  nlohmann::ordered_json vocab;
+  const char* specials[] = {"<s>", "<pad>", "</s>", "<unk>"};
+  int64_t id = 0;
+  for (const char* s : specials) vocab[s] = id++;
+  for (const auto& sym : byte_symbols()) vocab[sym] = id++;
+  std::ofstream(dir / "vocab.json") << vocab.dump() << "\n";
+  std::ofstream(dir / "merges.txt") << "#version: 0.2\n";
+  write_json(dir / "special_tokens_map.json",
+             {{"bos_token", "</s>"}, {"eos_token", "</s>"}, {"pad_token", "<pad>"}, {"unk_token", "</s>"}});
+  write_json(dir / "tokenizer_config.json", {{"add_bos_token", true},
+                                             {"add_prefix_space", false},
+                                             {"bos_token", "</s>"},
+                                             {"eos_token", "</s>"},
+                                             {"errors", "replace"},
+                                             {"model_max_length", 1000000000000000019884624838656.0},
+                                             {"pad_token", "<pad>"},
+                                             {"tokenizer_class", "GPT2Tokenizer"},
+                                             {"unk_token", "</s>"}});
+}
+
+}  // namespace gill::tiny
