@@ -1,0 +1,105 @@
+// gill bench clip — CLIP ViT-L/14 vision tower (random weights, the real shape): seconds per image in fp32 and
+// bf16, against this machine's fp32 GEMM peak measured in the same run.
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "bench_common.h"
+#include "cli_common.h"
+#include "models/clip_vision.h"
+
+namespace gill::cli {
+namespace {
+
+struct BenchClipOptions {
+  int images = 1;       // batch size of one forward
+  int reps = 3;         // timed forwards per dtype (after one warm-up)
+  std::string dtypes = "fp32,bf16";
+  int layers = 24;      // ViT-L/14 has 24; fewer for a quick run (time is scaled back to 24)
+};
+
+// FLOPs of one image through the tower (GEMMs and attention matmuls only).
+double flops_per_image(const models::CLIPVisionConfig& c) {
+  const double T = double(c.num_positions()), D = double(c.hidden_size), I = double(c.intermediate_size);
+  const double per_layer = 2 * T * (4 * D * D + 2 * D * I) + 2 * 2 * T * T * D;
+  const double patch = 2 * double(c.num_patches()) * D * c.num_channels * c.patch_size * c.patch_size;
+  return per_layer * c.num_hidden_layers + patch;
+}
+
+nlohmann::json run_one(const BenchClipOptions& o, torch::Dtype dtype, double fp32_peak) {
+  models::CLIPVisionConfig cfg;  // ViT-L/14 (gill-spec 5.1)
+  cfg.hidden_size = 1024;
+  cfg.intermediate_size = 4096;
+  cfg.num_attention_heads = 16;
+  cfg.num_hidden_layers = o.layers;
+  cfg.patch_size = 14;
+  cfg.image_size = 224;
+  models::ModuleOptions mo;
+  mo.dtype = dtype;
+  bench::Timer t_init;
+  models::CLIPVisionModel model(cfg, mo);
+  models::init_random(*model, 0);
+  const double init_s = t_init.seconds();
+  auto gen = at::detail::createCPUGenerator(1);
+  const auto pixels = torch::randn({o.images, 3, 224, 224}, gen);
+  model->forward(pixels);  // warm-up
+  double best = 1e30, total = 0;
+  for (int r = 0; r < o.reps; ++r) {
+    bench::Timer t;
+    auto out = model->forward(pixels);
+    const double s = t.seconds();
+    best = std::min(best, s);
+    total += s;
+  }
+  const double scale = 24.0 / o.layers;  // report for the full 24-layer tower
+  const double s_per_image = best / o.images * scale;
+  cfg.num_hidden_layers = 24;
+  const double gflops = flops_per_image(cfg) / s_per_image / 1e9;
+  nlohmann::json j;
+  j["dtype"] = torch::toString(dtype);
+  j["s_per_image"] = s_per_image;
+  j["s_per_image_mean"] = total / o.reps / o.images * scale;
+  j["gflops"] = gflops;
+  j["fraction_of_fp32_gemm_peak"] = gflops / fp32_peak;
+  j["gemm_fp32"] = model->gemm_fp32();
+  j["init_s"] = init_s;
+  j["meets_target_0_58_s"] = s_per_image <= 0.58;
+  return j;
+}
+
+}  // namespace
+
+void register_bench_clip(CLI::App& bench, Context& ctx) {
+  auto* sub = bench.add_subcommand("clip", "CLIP ViT-L/14 vision tower, random weights: seconds per image");
+  auto o = std::make_shared<BenchClipOptions>();
+  sub->add_option("--images", o->images, "Images per forward (batch)")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--reps", o->reps, "Timed forwards per dtype")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--dtypes", o->dtypes, "Comma-separated dtypes to time (fp32, bf16, fp16)")->capture_default_str();
+  sub->add_option("--layers", o->layers, "Encoder layers to build (time is scaled to 24)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 24));
+  sub->callback([&ctx, o] {
+    ctx.action = [o] {
+      nlohmann::json j;
+      j["bench"] = "clip";
+      j["model"] = "ViT-L/14 vision tower (hidden 1024, 24 layers, 257 tokens), random weights";
+      j["threads"] = torch::get_num_threads();
+      j["images_per_forward"] = o->images;
+      const double peak = bench::gemm_gflops("fp32", 2048);
+      j["gemm_gflops_fp32"] = peak;
+      models::CLIPVisionConfig full;
+      full.hidden_size = 1024, full.intermediate_size = 4096, full.num_hidden_layers = 24, full.patch_size = 14;
+      j["gflop_per_image"] = flops_per_image(full) / 1e9;
+      j["target_s_per_image"] = 0.58;
+      std::stringstream ss(o->dtypes);
+      std::string name;
+      while (std::getline(ss, name, ',')) {
+        j["results"].push_back(run_one(*o, io::parse_torch_dtype(name), peak));
+      }
+      j["peak_rss_gb"] = bench::peak_rss_gb();
+      std::cout << j.dump() << std::endl;
+      return 0;
+    };
+  });
+}
+
+}  // namespace gill::cli
