@@ -106,21 +106,21 @@ void write_tiny_sd_models(const std::filesystem::path& root, uint64_t seed, cons
     {
       const auto j = unet_config();
       write_json(root / "unet" / "config.json", j);
-      models::UNet2DConditionModel m(models::UNet2DConditionConfig::from_json(j), {});
+      models::UNet2DConditionModel m(models::UNet2DConditionConfig::from_json(j), models::ModuleOptions{});
       models::init_random(*m, seed + 1);
       write_weights(*m, root / "unet" / "diffusion_pytorch_model.safetensors");
     }
     {
       const auto j = vae_config();
       write_json(root / "vae" / "config.json", j);
-      models::AutoencoderKL m(models::AutoencoderKLConfig::from_json(j), {});
+      models::AutoencoderKL m(models::AutoencoderKLConfig::from_json(j), models::ModuleOptions{});
       models::init_random(*m, seed + 2);
       write_weights(*m, root / "vae" / "diffusion_pytorch_model.safetensors");
     }
     {
       const auto j = text_config(opt.text_vocab_size);
       write_json(root / "text_encoder" / "config.json", j);
-      models::CLIPTextModel m(models::CLIPTextConfig::from_json(j), {});
+      models::CLIPTextModel m(models::CLIPTextConfig::from_json(j), models::ModuleOptions{});
       models::init_random(*m, seed + 3);
       write_weights(*m, root / "text_encoder" / "model.safetensors");
     }
