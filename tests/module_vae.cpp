@@ -1,0 +1,141 @@
+// AutoencoderKL against diffusers 0.17.1 on the tiny fixture VAE (tests/data/sd, see SOURCE.md): raw decode,
+// encoder mean/logvar, the legacy attention names, bf16 storage, bad inputs.
+#include <fstream>
+
+#include "io/safetensors.h"
+#include "models/vae.h"
+#include "test_support.h"
+#include "util/error.h"
+
+using namespace gill;
+using gill::test::data_dir;
+using gill::test::temp_dir;
+using gill::test::tensors_close;
+
+namespace {
+
+std::filesystem::path vae_dir() { return data_dir() / "sd" / "vae"; }
+
+io::SafetensorsFile& expected() {
+  static io::SafetensorsFile f(data_dir() / "sd" / "expected" / "vae.safetensors");
+  return f;
+}
+
+models::AutoencoderKL& fp32_vae() {
+  static auto m = models::load_vae(vae_dir(), {});
+  return m;
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+// The fixture VAE with its weights renamed by `rename` (keys mapped to "" are dropped).
+std::filesystem::path renamed_copy(const std::string& tag, const std::function<std::string(std::string)>& rename) {
+  auto dir = temp_dir(tag);
+  std::filesystem::copy_file(vae_dir() / "config.json", dir / "config.json");
+  io::SafetensorsFile src(vae_dir() / "diffusion_pytorch_model.safetensors");
+  io::NamedTensors ts;
+  for (const auto& n : src.names()) {
+    auto m = rename(n);
+    if (!m.empty()) ts.emplace_back(m, src.get(n).clone());
+  }
+  io::write_safetensors(dir / "diffusion_pytorch_model.safetensors", ts);
+  return dir;
+}
+
+std::string legacy_name(std::string n) {
+  for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {".to_q.", ".query."}, {".to_k.", ".key."}, {".to_v.", ".value."}, {".to_out.0.", ".proj_attn."}}) {
+    auto p = n.find(from);
+    if (p != std::string::npos) n.replace(p, from.size(), to);
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST(VAE, ConfigFromFile) {
+  auto c = models::AutoencoderKLConfig::from_file(vae_dir() / "config.json");
+  EXPECT_EQ(c.block_out_channels, (std::vector<int64_t>{8, 16, 16, 16}));
+  EXPECT_EQ(c.norm_num_groups, 4);
+  EXPECT_DOUBLE_EQ(c.scaling_factor, 0.18215);
+}
+
+TEST(VAE, DecodeMatchesDiffusers) {
+  torch::InferenceMode guard;
+  auto got = fp32_vae()->decode(expected().get("decode.latents"));
+  auto want = expected().get("decode.sample");
+  EXPECT_TRUE(tensors_close(got, want, 1e-4, 1e-5, "decode.sample"));
+  EXPECT_LT(test::rel_error(got, want), 1e-5);
+}
+
+TEST(VAE, EncodeMatchesDiffusers) {
+  torch::InferenceMode guard;
+  auto [mean, logvar] = fp32_vae()->encode(expected().get("encode.image"));
+  EXPECT_TRUE(tensors_close(mean, expected().get("encode.mean"), 1e-4, 1e-5, "encode.mean"));
+  EXPECT_TRUE(tensors_close(logvar, expected().get("encode.logvar"), 1e-4, 1e-5, "encode.logvar"));
+}
+
+TEST(VAE, LegacyAttentionNamesLoad) {
+  torch::InferenceMode guard;
+  auto dir = renamed_copy("vae_legacy", legacy_name);
+  {
+    io::SafetensorsFile f(dir / "diffusion_pytorch_model.safetensors");
+    ASSERT_TRUE(f.contains("decoder.mid_block.attentions.0.proj_attn.weight"));
+    ASSERT_FALSE(f.contains("decoder.mid_block.attentions.0.to_out.0.weight"));
+  }
+  auto vae = models::load_vae(dir, {});
+  EXPECT_TRUE(torch::equal(vae->decode(expected().get("decode.latents")),
+                           fp32_vae()->decode(expected().get("decode.latents"))));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(VAE, Bf16StorageStaysClose) {
+  torch::InferenceMode guard;
+  models::ModuleOptions o;
+  o.dtype = torch::kBFloat16;
+  auto vae = models::load_vae(vae_dir(), o);
+  auto got = vae->decode(expected().get("decode.latents"));
+  EXPECT_EQ(got.scalar_type(), torch::kFloat32);
+  EXPECT_LT(test::rel_error(got, expected().get("decode.sample")), 3e-2);
+}
+
+TEST(VAE, MissingKey) {
+  auto dir = renamed_copy("vae_missing", [](std::string n) {
+    return n == "encoder.mid_block.attentions.0.to_k.bias" ? std::string() : n;
+  });
+  EXPECT_EQ(error_of([&] { models::load_vae(dir, {}); }),
+            "loading VAE from " + dir.string() + ": " + (dir / "diffusion_pytorch_model.safetensors").string() +
+                ": missing tensor 'encoder.mid_block.attentions.0.to_k.bias' (close matches: "
+                "encoder.mid_block.attentions.0.to_q.bias, encoder.mid_block.attentions.0.to_v.bias, "
+                "decoder.mid_block.attentions.0.to_k.bias)");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(VAE, ConfigWeightsDisagreement) {
+  auto dir = renamed_copy("vae_cfg", [](std::string n) { return n; });
+  {
+    std::ifstream in(vae_dir() / "config.json");
+    auto cfg = nlohmann::json::parse(in);
+    cfg["latent_channels"] = 8;
+    std::ofstream(dir / "config.json", std::ios::trunc) << cfg.dump(2);
+  }
+  EXPECT_EQ(error_of([&] { models::load_vae(dir, {}); }),
+            "loading VAE from " + dir.string() + ": " + (dir / "diffusion_pytorch_model.safetensors").string() +
+                ": tensor 'encoder.conv_out.weight' has shape [8, 16, 3, 3] but the model (from its config) "
+                "expects [16, 16, 3, 3]");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(VAE, BadInputShapes) {
+  EXPECT_EQ(error_of([&] { fp32_vae()->decode(torch::zeros({1, 3, 8, 8})); }),
+            "VAE decode: latents must be [B, 4, h, w], got [1, 3, 8, 8]");
+  EXPECT_EQ(error_of([&] { fp32_vae()->encode(torch::zeros({1, 4, 8, 8})); }),
+            "VAE encode: image must be [B, 3, H, W], got [1, 4, 8, 8]");
+}
