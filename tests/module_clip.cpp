@@ -73,7 +73,7 @@ TEST(ClipVision, ConfigErrors) {
   check(R"({"image_size": 30, "patch_size": 8})", ErrorCode::kFormat,
         "c.json: image_size 30 is not a multiple of patch_size 8");
   check(R"({"vision_config": {"hidden_act": "relu"}})", ErrorCode::kUnsupported,
-        "c.json vision_config: hidden_act \"relu\" is not supported (quick_gelu, gelu)");
+        "c.json: hidden_act \"relu\" is not supported (quick_gelu, gelu)");
   check(R"({"model_type": "opt"})", ErrorCode::kFormat,
         "c.json: model_type \"opt\" is not a CLIP vision config (expected \"clip\" or \"clip_vision_model\")");
   check(R"({"vision_config": {"hidden_size": "48"}})", ErrorCode::kFormat,

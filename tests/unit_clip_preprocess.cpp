@@ -114,7 +114,9 @@ TEST(ClipPreprocess, ResizeMatchesPillowExactly) {
 }
 
 TEST(ClipPreprocess, ResizeOutputSizeTruncates) {
-  for (const auto& c : load_cases()["resize_output_size"]) {
+  const auto cases = load_cases();
+  ASSERT_EQ(cases["resize_output_size"].size(), 10u);
+  for (const auto& c : cases["resize_output_size"]) {
     const auto [h, w] = models::clip_resize_output_size(c["h"], c["w"], c["size"]);
     EXPECT_EQ(h, int(c["out"][0])) << c.dump();
     EXPECT_EQ(w, int(c["out"][1])) << c.dump();
@@ -138,7 +140,8 @@ TEST(ClipPreprocess, FixturePixelValues) {
 TEST(ClipPreprocess, PixelValuesMatchReferenceTranscription) {
   io::SafetensorsFile expected(clip_data() / "clip_cases.safetensors");
   int i = 0;
-  for (const auto& c : load_cases()["preprocess"]) {
+  const auto cases = load_cases();
+  for (const auto& c : cases["preprocess"]) {
     auto cfg = config_32();
     cfg.size = c["size"];
     cfg.crop_height = c["crop_h"];
@@ -156,7 +159,9 @@ TEST(ClipPreprocess, PixelValuesMatchReferenceTranscription) {
 TEST(ClipPreprocess, ConvertedModesMatchReference) {
   io::SafetensorsFile expected(clip_data() / "clip_cases.safetensors");
   const auto cfg = config_32();
-  for (const auto& c : load_cases()["png"]) {
+  const auto cases = load_cases();
+  ASSERT_EQ(cases["png"].size(), 6u);
+  for (const auto& c : cases["png"]) {
     const std::string key = c["key"];
     const auto img = models::image_from_hwc_uint8(expected.get("png." + key + ".rgb"));
     EXPECT_TRUE(tensors_close(models::clip_preprocess(img, cfg), expected.get("png." + key + ".pixel_values"), 0,
