@@ -4,6 +4,10 @@
 
 #include "io/atomic_file.h"
 #include "tiny/tiny.h"
+#include "tiny/tiny_clip.h"
+#include "tiny/tiny_opt.h"
+#include "tiny/tiny_sd.h"
+#include "tokenizer/bpe_train.h"
 #include "util/error.h"
 
 namespace gill::tiny {
@@ -29,8 +33,14 @@ void write_json(const std::filesystem::path& path, const nlohmann::json& j, int 
 
 const std::vector<TinyComponent>& tiny_components() {
   static const std::vector<TinyComponent> kComponents = {
+      {"opt", [](const std::filesystem::path& root, uint64_t seed) { write_tiny_opt(root / "facebook" / "opt-tiny", seed); }},
+      {"clip", [](const std::filesystem::path& root, uint64_t seed) { write_tiny_clip(root, seed); }},
+      {"sd", [](const std::filesystem::path& root, uint64_t seed) {
+         const auto sd = root / "runwayml" / "stable-diffusion-v1-5";
+         write_tiny_sd_models(sd, seed);
+         tokenizer::write_tiny_clip_tokenizer(sd / "tokenizer", 600);
+       }},
       {"gill_checkpoint", write_tiny_gill_checkpoint},
-      // Other components (opt, clip, sd, tokenizers) register here: {"name", write_tiny_name}.
   };
   return kComponents;
 }

@@ -19,7 +19,7 @@ void write_tiny_gill_checkpoint(const std::filesystem::path& root, uint64_t seed
   for (int64_t k = 0; k < d.num_img_tokens; ++k) img_ids.push_back(d.lm_vocab_base + 1 + k);
   args["opt_version"] = "facebook/opt-tiny";
   args["freeze_lm"] = true;
-  args["visual_encoder"] = "openai/clip-vit-tiny";
+  args["visual_encoder"] = "openai/clip-vit-large-patch14";
   args["freeze_vm"] = true;
   args["n_visual_tokens"] = d.n_visual_tokens;
   args["ret_emb_dim"] = d.ret_emb_dim;

@@ -1,4 +1,5 @@
 #include "tiny/tiny_opt.h"
+#include "tokenizer/bpe_train.h"
 
 #include <ATen/Parallel.h>
 
@@ -49,27 +50,6 @@ void write_json(const fs::path& p, const nlohmann::json& j) {
   f << j.dump(2) << "\n";
 }
 
-// GPT-2's bytes_to_unicode(): printable bytes map to themselves, the rest to U+0100 upwards.
-std::vector<std::string> byte_symbols() {
-  std::vector<int> cps(256, -1);
-  int next = 256;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-    cps[b] = printable ? b : next++;
-  }
-  std::vector<std::string> out;
-  for (int cp : cps) {
-    std::string s;
-    if (cp < 0x80) {
-      s += static_cast<char>(cp);
-    } else {
-      s += static_cast<char>(0xC0 | (cp >> 6));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    out.push_back(s);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -154,7 +134,7 @@ void write_random_opt(const fs::path& dir, const models::OPTConfig& config, torc
 
 models::OPTConfig tiny_opt_config() {
   models::OPTConfig c;
-  c.vocab_size = 264;  // 4 specials + 256 bytes, padded to a multiple of 8 (as 50272 = 50265 + 7)
+  c.vocab_size = 416;  // 409 tokenizer entries padded to a multiple of 8 (as 50272 = 50265 + 7)
   c.hidden_size = 64;
   c.ffn_dim = 128;
   c.num_attention_heads = 4;
@@ -172,24 +152,8 @@ void write_tiny_opt(const fs::path& dir, uint64_t seed) {
                                               {"eos_token_id", c.eos_token_id},
                                               {"pad_token_id", c.pad_token_id},
                                               {"transformers_version", "4.30.2"}});
-  nlohmann::ordered_json vocab;
-  const char* specials[] = {"<s>", "<pad>", "</s>", "<unk>"};
-  int64_t id = 0;
-  for (const char* s : specials) vocab[s] = id++;
-  for (const auto& sym : byte_symbols()) vocab[sym] = id++;
-  std::ofstream(dir / "vocab.json") << vocab.dump() << "\n";
-  std::ofstream(dir / "merges.txt") << "#version: 0.2\n";
-  write_json(dir / "special_tokens_map.json",
-             {{"bos_token", "</s>"}, {"eos_token", "</s>"}, {"pad_token", "<pad>"}, {"unk_token", "</s>"}});
-  write_json(dir / "tokenizer_config.json", {{"add_bos_token", true},
-                                             {"add_prefix_space", false},
-                                             {"bos_token", "</s>"},
-                                             {"eos_token", "</s>"},
-                                             {"errors", "replace"},
-                                             {"model_max_length", 1000000000000000019884624838656.0},
-                                             {"pad_token", "<pad>"},
-                                             {"tokenizer_class", "GPT2Tokenizer"},
-                                             {"unk_token", "</s>"}});
+  // A real byte-level BPE vocabulary trained on English text (409 entries, as the fixtures: [IMG0..7] follow).
+  tokenizer::write_tiny_opt_tokenizer(dir, 409);
 }
 
 }  // namespace gill::tiny
