@@ -1,0 +1,59 @@
+// A loaded GILL: OPT (embedding table extended to the tokenizer and the trained [IMG] rows written in), CLIP
+// vision + its preprocessor, the GILL heads / decision / retrieval index, the OPT tokenizer with GILL's tokens,
+// and (optionally) Stable Diffusion. Binds them to the pipeline's Backbones.
+// Ref: kohjingyu/gill @4600b71 gill/models.py load_gill, GILL.__init__.
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+
+#include "models/clip_image_processor.h"
+#include "models/clip_vision.h"
+#include "models/opt.h"
+#include "pipeline/gill_generate.h"
+#include "pipeline/gill_weights.h"
+#include "tokenizer/tokenizer.h"
+
+namespace gill::pipeline {
+
+struct GILLModelOptions {
+  WeightPaths paths;
+  torch::Dtype dtype = torch::kFloat32;  // storage dtype of OPT, CLIP and the GILL heads
+  bool load_sd = true;
+};
+
+// The OPT model behind the DecoderLM interface, with its own KV cache.
+class OPTDecoderLM : public DecoderLM {
+ public:
+  explicit OPTDecoderLM(models::OPTForCausalLM lm) : lm_(std::move(lm)) {}
+  Out feed(const torch::Tensor& embeds) override;
+  torch::Tensor embed(const std::vector<int64_t>& ids) override;
+  int64_t n_past() const override { return cache_.length(); }
+  void reset() { cache_.clear(); }
+  models::KVCache& cache() { return cache_; }
+
+ private:
+  models::OPTForCausalLM lm_;
+  models::KVCache cache_;
+};
+
+class GILLModel {
+ public:
+  static std::unique_ptr<GILLModel> load(const GILLModelOptions& options);
+
+  ResolvedPaths paths;
+  GILLWeights weights;
+  models::OPTForCausalLM lm{nullptr};
+  models::CLIPVisionModel clip{nullptr};
+  models::CLIPImageProcessorConfig clip_preprocess;
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  GillTokenIds token_ids;
+  double load_s = 0;
+
+  // CLIP pooled output [1, C] of one image (dumps clip.* when dump is set).
+  torch::Tensor clip_pooled(const gill::Image& img, io::TensorDump* dump = nullptr);
+  // Backbones bound to this model and `lm_adaptor` (whose KV cache the turn extends).
+  Backbones backbones(OPTDecoderLM& lm_adaptor, io::TensorDump* dump);
+};
+
+}  // namespace gill::pipeline

@@ -1,0 +1,79 @@
+// Loading GILL's own folder (heads, [IMG] rows, decision model, retrieval index) and resolving a weights root.
+#include "io/safetensors.h"
+#include "pipeline/gill_weights.h"
+#include "test_support.h"
+#include "util/error.h"
+
+using namespace gill;
+using gill::test::data_dir;
+using gill::test::shared_dir;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path make_gill_dir(const std::string& tag, bool with_index = true) {
+  auto dir = test::temp_dir(tag);
+  const auto src = data_dir() / "gill";
+  for (const char* f : {"model_args.json", "pretrained_ckpt.safetensors", "decision_model.safetensors"})
+    fs::copy_file(src / f, dir / f, fs::copy_options::overwrite_existing);
+  if (with_index) fs::copy_file(src / "cc3m_index.safetensors", dir / "index.safetensors");
+  return dir;
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST(GillWeights, LoadsTheFolder) {
+  torch::NoGradGuard ng;
+  auto dir = make_gill_dir("gill_w_load");
+  auto w = pipeline::load_gill_weights(dir, {}, torch::kFloat32);
+  EXPECT_EQ(w.img_rows.sizes(), (std::vector<int64_t>{8, 64}));
+  ASSERT_TRUE(w.decision);
+  EXPECT_EQ(w.index.size(), 6);
+  ASSERT_TRUE(w.retrieval_matrix.defined());
+  io::SafetensorsFile expected(data_dir() / "gill" / "expected_gill.safetensors");
+  EXPECT_TRUE(test::tensors_close(w.retrieval_matrix, expected.get("emb_matrix"), 1e-5, 1e-6, "emb_matrix"));
+  EXPECT_TRUE(test::tensors_close(w.img_rows, expected.get("input_embeddings.img_rows"), 0, 0, "img rows"));
+  fs::remove_all(dir);
+}
+
+TEST(GillWeights, MissingCheckpointAndIndexWidth) {
+  auto dir = make_gill_dir("gill_w_missing");
+  fs::remove(dir / "pretrained_ckpt.safetensors");
+  EXPECT_EQ(error_of([&] { pipeline::load_gill_weights(dir, {}, torch::kFloat32); }),
+            (dir / "pretrained_ckpt.pth.tar").string() + ": GILL checkpoint not found");
+  fs::remove_all(dir);
+  // No index: still loads, retrieval off.
+  auto d2 = make_gill_dir("gill_w_noindex", false);
+  auto w = pipeline::load_gill_weights(d2, {}, torch::kFloat32);
+  EXPECT_TRUE(w.index.empty());
+  EXPECT_FALSE(w.retrieval_matrix.defined());
+  fs::remove_all(d2);
+}
+
+TEST(GillWeights, ResolvesTheFixtureRoot) {
+  const auto root = shared_dir() / "fixtures" / "models";
+  GILL_REQUIRE_PATH(root);
+  pipeline::WeightPaths in;
+  in.root = root;
+  auto r = pipeline::resolve_weight_paths(in, /*need_sd=*/false);
+  EXPECT_EQ(r.lm, root / "facebook/opt-tiny");
+  EXPECT_EQ(r.clip, root / "openai/clip-vit-tiny");
+  EXPECT_EQ(r.gill, root / "checkpoints/gill_opt");
+  EXPECT_TRUE(r.sd.empty());
+  EXPECT_EQ(error_of([&] { pipeline::resolve_weight_paths(in, true); }),
+            (root / "runwayml/stable-diffusion-v1-5").string() +
+                ": Stable Diffusion folder not found (pass --sd DIR)");
+  in.sd = root / "runwayml/stable-diffusion-tiny";
+  EXPECT_EQ(pipeline::resolve_weight_paths(in).sd, in.sd);
+  in.lm = "/nonexistent/lm";
+  EXPECT_EQ(error_of([&] { pipeline::resolve_weight_paths(in); }), "/nonexistent/lm: LLM folder not found");
+}
