@@ -1,5 +1,6 @@
 // gill bench machine — this machine's own limits (bf16/fp32 GEMM, memory read bandwidth).
 #include <iostream>
+#include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
@@ -12,7 +13,7 @@ void register_bench_machine(CLI::App& bench, Context& ctx) {
   sub->callback([&ctx] {
     ctx.action = [] {
       nlohmann::json j;
-      j["threads"] = torch::get_num_threads();
+      j["threads"] = at::get_num_threads();
       j["gemm_gflops_bf16"] = bench::gemm_gflops("bf16");
       j["gemm_gflops_fp32"] = bench::gemm_gflops("fp32");
       j["read_gbs"] = bench::read_bandwidth_gbs();
