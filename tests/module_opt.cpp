@@ -1,5 +1,6 @@
 // OPTForCausalLM against transformers v4.30.2 on the fixture models (tests/data/opt, see SOURCE.md): logits and
 // every hidden state, padded batches, greedy generate(), the project_in/out post-LN variant, KV cache, bf16.
+#include <nlohmann/json.hpp>
 #include <fstream>
 
 #include "io/safetensors.h"
