@@ -67,6 +67,7 @@ const char* const kAllowed[] = {
     "torch._utils._rebuild_parameter",
     "torch._utils._rebuild_parameter_with_state",
     "torch.device",
+    "torch.jit._pickle.restore_type_tag",  // libtorch's pickle writer tags dicts with their type: a no-op here
     "torch.FloatStorage", "torch.HalfStorage", "torch.BFloat16Storage", "torch.DoubleStorage",
     "torch.LongStorage", "torch.IntStorage", "torch.ShortStorage", "torch.CharStorage",
     "torch.ByteStorage", "torch.BoolStorage",
@@ -378,6 +379,10 @@ class Machine {
     }
     if (fn == "torch._utils._rebuild_parameter" || fn == "torch._utils._rebuild_parameter_with_state")
       return arg(args, 0, Kind::kTensor, fn.c_str());
+    if (fn == "torch.jit._pickle.restore_type_tag") {
+      if (args->items.empty()) fail_fmt(str_cat(fn, ": needs a value"));
+      return args->items[0];
+    }
     if (fn == "torch.device") {
       auto s = make(Kind::kString);
       s->str = arg(args, 0, Kind::kString, fn.c_str())->str;

@@ -3,6 +3,7 @@
 // Ref: transformers v4.30.2 models/clip/modeling_clip.py (CLIPTextEmbeddings, CLIPAttention, CLIPMLP,
 // CLIPEncoderLayer, CLIPTextTransformer, _build_causal_attention_mask).
 #pragma once
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <filesystem>

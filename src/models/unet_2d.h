@@ -2,6 +2,7 @@
 // Ref: diffusers v0.17.1 models/unet_2d_condition.py, models/embeddings.py (get_timestep_embedding, Timesteps,
 // TimestepEmbedding).
 #pragma once
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <filesystem>

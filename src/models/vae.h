@@ -4,6 +4,7 @@
 // The published SD v1.5 file uses the legacy attention names (query/key/value/proj_attn): load_vae maps them in
 // its LoadSpec alias table.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <filesystem>

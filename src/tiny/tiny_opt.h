@@ -1,5 +1,6 @@
 // Random-weight OPT checkpoints: the tiny kit's LM and the full-size benchmark files.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <cstdint>
 #include <filesystem>
 
