@@ -30,6 +30,21 @@ uint32_t crc32(const uint8_t* data, size_t n, uint32_t crc) {
   return ~crc;
 }
 
+namespace {
+uint32_t be32(const stbi_uc* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+// The container format by its magic bytes, or nullptr.
+const char* sniff_format(const stbi_uc* b, size_t n) {
+  if (n >= 8 && std::memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0) return "PNG";
+  if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return "JPEG";
+  if (n >= 4 && std::memcmp(b, "GIF8", 4) == 0) return "GIF";
+  if (n >= 2 && b[0] == 'B' && b[1] == 'M') return "BMP";
+  if (n >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6') return "PNM";
+  return nullptr;
+}
+}  // namespace
+
 Image load_image_from_memory(const void* data, size_t size, const std::string& name) {
   auto bad = [&](const std::string& what) {
     detail::fail(ErrorCode::kFormat, str_cat(name, ": cannot decode image: ", what));
@@ -39,7 +54,16 @@ Image load_image_from_memory(const void* data, size_t size, const std::string& n
   const auto* bytes = static_cast<const stbi_uc*>(data);
   const int len = static_cast<int>(size);
   int w = 0, h = 0, ch = 0;
-  if (!stbi_info_from_memory(bytes, len, &w, &h, &ch)) bad(stbi_failure_reason() ? stbi_failure_reason() : "unknown format");
+  if (!stbi_info_from_memory(bytes, len, &w, &h, &ch)) {
+    // stb tries every format and reports the last failure ("unknown image type"); name the format we saw.
+    const char* format = sniff_format(bytes, size);
+    if (!format) bad("not a PNG, JPEG, GIF, BMP, TGA or PNM image");
+    if (std::strcmp(format, "PNG") == 0 && size >= 24 && std::memcmp(bytes + 12, "IHDR", 4) == 0) {
+      const int64_t pw = be32(bytes + 16), ph = be32(bytes + 20);
+      if (pw * ph > kMaxImagePixels) bad(str_cat(pw, "x", ph, " pixels exceeds the limit of ", kMaxImagePixels, " pixels"));
+    }
+    bad(str_cat(format, " data is corrupt or truncated"));
+  }
   if (w <= 0 || h <= 0) bad("zero-sized image");
   if (static_cast<int64_t>(w) * h > kMaxImagePixels)
     bad(str_cat(w, "x", h, " pixels exceeds the limit of ", kMaxImagePixels, " pixels"));

@@ -16,11 +16,30 @@ Tokenizer::~Tokenizer() = default;
 
 // ---- Regex ------------------------------------------------------------------------------------------------
 
-Regex::Regex(const std::string& pattern) {
+namespace {
+// PCRE2's \s under UCP also matches U+180E (MONGOLIAN VOWEL SEPARATOR, in its \h list); Python's `regex` and the
+// Rust tokenizers match the Unicode White_Space property, which no longer includes it. Spell the property out.
+std::string white_space_property(const std::string& pattern) {
+  std::string out;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '\\' && i + 1 < pattern.size()) {
+      const char c = pattern[i + 1];
+      out += c == 's' ? "\\p{White_Space}" : c == 'S' ? "\\P{White_Space}" : std::string{'\\', c};
+      ++i;
+    } else {
+      out += pattern[i];
+    }
+  }
+  return out;
+}
+}  // namespace
+
+Regex::Regex(const std::string& source_pattern) {
   int err = 0;
   PCRE2_SIZE off = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), pattern.size(), PCRE2_UTF | PCRE2_UCP, &err,
-                        &off, nullptr);
+  const std::string pattern = white_space_property(source_pattern);
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), pattern.size(),
+                                   PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
   code_ = code;
   if (!code) {
     PCRE2_UCHAR buf[256];

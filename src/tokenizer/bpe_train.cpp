@@ -123,6 +123,18 @@ std::string merges_text(const std::vector<std::pair<std::string, std::string>>& 
   return s;
 }
 
+// The order of GPT-2's bytes_to_unicode() table, which the real GPT-2/OPT and CLIP vocabularies follow: the
+// printable ranges '!'..'~', '¡'..'¬', '®'..'ÿ' first, then the remaining bytes ascending.
+std::vector<int> gpt2_byte_order() {
+  std::vector<int> order;
+  std::vector<bool> seen(256, false);
+  for (auto [lo, hi] : {std::pair{33, 126}, {161, 172}, {174, 255}})
+    for (int b = lo; b <= hi; ++b) order.push_back(b), seen[b] = true;
+  for (int b = 0; b < 256; ++b)
+    if (!seen[b]) order.push_back(b);
+  return order;
+}
+
 nlohmann::ordered_json added_token(const std::string& content) {
   return {{"__type", "AddedToken"}, {"content", content}, {"lstrip", false},
           {"normalized", true},     {"rstrip", false},     {"single_word", false}};
@@ -139,7 +151,7 @@ void write_tiny_opt_tokenizer(const fs::path& dir, int vocab_size, const std::st
   const auto merges = train_bpe(word_counts(uni::decode_replace(text), pattern, ""), vocab_size - 260);
   nlohmann::ordered_json vocab;
   for (const char* s : {"<s>", "<pad>", "</s>", "<unk>"}) vocab[s] = vocab.size();
-  for (const auto& s : byte_to_unicode()) vocab[s] = vocab.size();
+  for (int b : gpt2_byte_order()) vocab[byte_to_unicode()[b]] = vocab.size();
   for (const auto& [a, b] : merges)
     if (!vocab.contains(a + b)) vocab[a + b] = vocab.size();
   fs::create_directories(dir);
@@ -172,8 +184,8 @@ void write_tiny_clip_tokenizer(const fs::path& dir, int vocab_size, const std::s
   const auto merges =
       train_bpe(word_counts(uni::lowercase(uni::nfc(uni::decode_replace(text))), pattern, "</w>"), vocab_size - 514);
   nlohmann::ordered_json vocab;
-  for (const auto& s : byte_to_unicode()) vocab[s] = vocab.size();
-  for (const auto& s : byte_to_unicode()) vocab[s + "</w>"] = vocab.size();
+  for (int b : gpt2_byte_order()) vocab[byte_to_unicode()[b]] = vocab.size();
+  for (int b : gpt2_byte_order()) vocab[byte_to_unicode()[b] + "</w>"] = vocab.size();
   for (const auto& [a, b] : merges)
     if (!vocab.contains(a + b)) vocab[a + b] = vocab.size();
   vocab["<|startoftext|>"] = vocab.size();

@@ -127,7 +127,7 @@ char32_t next_cp(std::string_view s, size_t& i) {
     return b;
   }
   int len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
-  char32_t cp = b & (0x7F >> (len + 1));
+  char32_t cp = b & (0xFF >> (len + 1));  // lead-byte payload: 5, 4 or 3 bits
   for (int k = 1; k < len && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<uint8_t>(s[i + k]) & 0x3F);
   i += len;
   return cp;

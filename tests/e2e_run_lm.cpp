@@ -30,9 +30,20 @@ TEST(RunLm, FixtureGreedyIdsAndDump) {
 TEST(RunLm, TinyKitOptGeneratesAndBadDtype) {
   auto dir = gill::test::temp_dir("run_lm_tiny");
   tiny::write_tiny_opt(dir / "opt", 7);
-  auto r = run_cli({"run", "--lm", (dir / "opt").string(), "--ids", "2,40,41,42", "-n", "5", "--no-eos-stop"});
+  // Greedy decoding is deterministic: the same text twice, and exactly 5 new ids inside the tiny vocabulary.
+  const std::vector<std::string> args = {"run", "--lm", (dir / "opt").string(), "--ids", "2,40,41,42", "-n", "5",
+                                         "--no-eos-stop", "--dump-tensors", (dir / "d.safetensors").string()};
+  auto r = run_cli(args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ' ') >= 4, true) << r.out;
+  EXPECT_FALSE(r.out.empty());
+  io::SafetensorsFile f(dir / "d.safetensors");
+  auto ids = f.get("lm.output_ids");
+  ASSERT_EQ(ids.numel(), 5);
+  EXPECT_GE(ids.min().item<int64_t>(), 0);
+  EXPECT_LT(ids.max().item<int64_t>(), 416);
+  auto again = run_cli(args);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out, r.out);
   auto bad = run_cli({"run", "--lm", (dir / "opt").string(), "--ids", "2", "--dtype", "int4"});
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("unknown dtype 'int4' for the LM (expected fp32 or bf16)"), std::string::npos) << bad.err;

@@ -12,6 +12,9 @@ using namespace gill;
 using gill::test::data_dir;
 
 namespace {
+// Measured: stb_image decodes both JPEG fixtures bit-identically to PIL 9.4 (libjpeg-turbo); allow a little
+// for other libjpeg builds' IDCT/upsampling rounding.
+constexpr int JPEG_MAXDIFF = 2;
 std::filesystem::path io_data(const std::string& name) { return data_dir() / "io" / name; }
 torch::Tensor as_tensor(const Image& im) {
   return torch::from_blob(const_cast<uint8_t*>(im.pixels.data()), {im.height, im.width, 3}, torch::kUInt8).clone();
@@ -52,15 +55,17 @@ TEST(Image, JpegCloseToPil) {
     const Image im = io::load_image(io_data(name));
     auto expected = io::load_npy(io_data(std::string(name) + ".pil.npy"));
     auto diff = (as_tensor(im).to(torch::kInt32) - expected.to(torch::kInt32)).abs();
-    EXPECT_LE(diff.max().item<int>(), JPEG_MAXDIFF) << name;
+    const int maxdiff = diff.max().item<int>();
+    std::printf("%s: max |stb - PIL| = %d\n", name, maxdiff);
+    EXPECT_LE(maxdiff, JPEG_MAXDIFF) << name;
   }
 }
 
 TEST(Image, BadFiles) {
   auto p = io_data("img_corrupt.png");
-  expect_error([&] { io::load_image(p); }, ErrorCode::kFormat, p.string() + ": cannot decode image: CORRUPT_MSG");
+  expect_error([&] { io::load_image(p); }, ErrorCode::kFormat, p.string() + ": cannot decode image: PNG data is corrupt or truncated");
   p = io_data("img_truncated.jpg");
-  expect_error([&] { io::load_image(p); }, ErrorCode::kFormat, p.string() + ": cannot decode image: TRUNC_MSG");
+  expect_error([&] { io::load_image(p); }, ErrorCode::kFormat, p.string() + ": cannot decode image: JPEG data is corrupt or truncated");
   p = io_data("img_empty.png");
   expect_error([&] { io::load_image(p); }, ErrorCode::kFormat, p.string() + ": cannot decode image: empty file");
   expect_error([&] { io::load_image(io_data("nope.png")); }, ErrorCode::kNotFound,

@@ -1,6 +1,7 @@
 // .npy reader and the retrieval embeddings pickle. Data: tests/data/io (SOURCE.md).
 #include <gtest/gtest.h>
 
+#include "io/atomic_file.h"
 #include "io/npy.h"
 #include "test_support.h"
 #include "util/error.h"

@@ -2,6 +2,7 @@
 // load round trip (and Python's torch.load reads what make-tiny wrote).
 #include <gtest/gtest.h>
 
+#include "io/atomic_file.h"
 #include "io/npy.h"
 #include "io/tensor_source.h"
 #include "test_support.h"
