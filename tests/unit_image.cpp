@@ -87,6 +87,11 @@ TEST(Image, PngWriteWithTextRoundTrip) {
   const std::string bytes = io::read_file(p);
   EXPECT_NE(bytes.find(std::string("tEXtprompt\0a cat", 16)), std::string::npos);
   EXPECT_NE(bytes.find(std::string("iTXtComment\0\0\0\0\0caf\xc3\xa9", 21)), std::string::npos);
+  const auto text = io::read_png_text(bytes);
+  ASSERT_EQ(text.size(), 2u);
+  EXPECT_EQ(text[0], (std::pair<std::string, std::string>{"prompt", "a cat"}));
+  EXPECT_EQ(text[1], (std::pair<std::string, std::string>{"Comment", "caf\xc3\xa9"}));
+  EXPECT_THROW(io::read_png_text("GIF89a"), Error);
   EXPECT_EQ(io::crc32(reinterpret_cast<const uint8_t*>("123456789"), 9), 0xCBF43926u);
   if (std::system("/usr/bin/python3 -c 'import PIL' >/dev/null 2>&1") == 0) {
     const std::string cmd = "/usr/bin/python3 -c \"from PIL import Image; im = Image.open('" + p.string() +

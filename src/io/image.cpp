@@ -152,6 +152,31 @@ std::string encode_png(const Image& image, const std::vector<std::pair<std::stri
   return png;
 }
 
+std::vector<std::pair<std::string, std::string>> read_png_text(const std::string& png) {
+  GILL_CHECK(png.size() >= 8 && png.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0, ErrorCode::kFormat, "not a PNG file");
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t pos = 8;
+  while (pos + 12 <= png.size()) {
+    const size_t len = be32(reinterpret_cast<const stbi_uc*>(png.data() + pos));
+    GILL_CHECK(len <= png.size() - pos - 12, ErrorCode::kFormat, "PNG chunk at byte ", pos, " runs past the end");
+    const std::string type = png.substr(pos + 4, 4);
+    const std::string body = png.substr(pos + 8, len);
+    pos += 12 + len;
+    const size_t nul = body.find('\0');
+    if (nul == std::string::npos) continue;
+    if (type == "tEXt") {
+      out.emplace_back(body.substr(0, nul), body.substr(nul + 1));
+    } else if (type == "iTXt" && nul + 2 < body.size() && body[nul + 1] == 0) {
+      // keyword \0 compression-flag method language \0 translated-keyword \0 text
+      const size_t lang_end = body.find('\0', nul + 3);
+      const size_t tkey_end = lang_end == std::string::npos ? lang_end : body.find('\0', lang_end + 1);
+      if (tkey_end != std::string::npos) out.emplace_back(body.substr(0, nul), body.substr(tkey_end + 1));
+    }
+    if (type == "IEND") break;
+  }
+  return out;
+}
+
 void write_png(const std::filesystem::path& path, const Image& image,
                const std::vector<std::pair<std::string, std::string>>& text_chunks) {
   const std::string png = detail::with_context(path.string(), [&] { return encode_png(image, text_chunks); });

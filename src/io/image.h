@@ -30,6 +30,10 @@ std::string encode_png(const Image& image, const std::vector<std::pair<std::stri
 void write_png(const std::filesystem::path& path, const Image& image,
                const std::vector<std::pair<std::string, std::string>>& text_chunks = {});
 
+// The tEXt and uncompressed iTXt chunks of PNG bytes, in file order. kFormat for bytes that are not a PNG or
+// whose chunks run past the end.
+std::vector<std::pair<std::string, std::string>> read_png_text(const std::string& png);
+
 // CRC-32 (ISO 3309 / PNG), for chunk writing.
 uint32_t crc32(const uint8_t* data, size_t n, uint32_t crc = 0);
 

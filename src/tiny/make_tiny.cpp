@@ -7,6 +7,7 @@
 #include "tiny/tiny_clip.h"
 #include "tiny/tiny_opt.h"
 #include "tiny/tiny_sd.h"
+#include "tiny/tiny_sd_pipeline.h"
 #include "tokenizer/bpe_train.h"
 #include "util/error.h"
 
@@ -35,11 +36,7 @@ const std::vector<TinyComponent>& tiny_components() {
   static const std::vector<TinyComponent> kComponents = {
       {"opt", [](const std::filesystem::path& root, uint64_t seed) { write_tiny_opt(root / "facebook" / "opt-tiny", seed); }},
       {"clip", [](const std::filesystem::path& root, uint64_t seed) { write_tiny_clip(root, seed); }},
-      {"sd", [](const std::filesystem::path& root, uint64_t seed) {
-         const auto sd = root / "runwayml" / "stable-diffusion-v1-5";
-         write_tiny_sd_models(sd, seed);
-         tokenizer::write_tiny_clip_tokenizer(sd / "tokenizer", 600);
-       }},
+      {"sd", [](const std::filesystem::path& root, uint64_t seed) { write_tiny_sd(root, seed); }},
       {"gill_checkpoint", write_tiny_gill_checkpoint},
   };
   return kComponents;

@@ -10,7 +10,10 @@
 #include "io/safetensors.h"
 #include "io/tensor_dump.h"
 #include "io/tensor_source.h"
-#include "pipeline/sd_png.h"
+#include <spdlog/spdlog.h>
+
+#include "io/atomic_file.h"
+#include "io/image.h"
 #include "pipeline/sd_pipeline.h"
 #include "schedulers/scheduler.h"
 #include "util/error.h"
@@ -65,7 +68,7 @@ int run_sd(const SdArgs& a, const Context& ctx) {
   io::TensorDump* dump_ptr = a.dump_path.empty() ? nullptr : &dump;
   Image image = sd.generate(params, progress, dump_ptr);
 
-  pipeline::PngText text = {{"prompt", params.prompt}};
+  std::vector<std::pair<std::string, std::string>> text = {{"prompt", params.prompt}};
   if (!params.negative_prompt.empty()) text.emplace_back("negative_prompt", params.negative_prompt);
   text.emplace_back("seed", params.init_latents.defined() ? std::string("init-latents:") + a.init_latents_path
                                                           : std::to_string(params.seed));
@@ -74,7 +77,7 @@ int run_sd(const SdArgs& a, const Context& ctx) {
   text.emplace_back("scheduler", params.scheduler);
   text.emplace_back("size", detail::str_cat(image.width, "x", image.height));
   text.emplace_back("Software", "gill sd");
-  pipeline::write_png(a.output, image, text);
+  io::write_png(a.output, image, text);
   if (dump_ptr) dump.write(a.dump_path);
   spdlog::info("wrote {} ({}x{})", a.output, image.width, image.height);
   return 0;

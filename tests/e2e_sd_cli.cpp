@@ -4,7 +4,8 @@
 #include <sstream>
 
 #include "io/safetensors.h"
-#include "pipeline/sd_png.h"
+#include "io/atomic_file.h"
+#include "io/image.h"
 #include "test_support.h"
 
 using namespace gill;
@@ -23,7 +24,7 @@ std::string slurp(const std::filesystem::path& p) {
   return os.str();
 }
 
-std::string text_value(const pipeline::PngText& t, const std::string& key) {
+std::string text_value(const std::vector<std::pair<std::string, std::string>>& t, const std::string& key) {
   for (const auto& [k, v] : t)
     if (k == key) return v;
   return "<missing>";
@@ -40,7 +41,7 @@ TEST(SdCli, MakesPngWithTextAndReproducibleDump) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string bytes = slurp(png);
   ASSERT_GT(bytes.size(), 100u);
-  auto text = pipeline::read_png_text(bytes);
+  auto text = io::read_png_text(bytes);
   EXPECT_EQ(text_value(text, "prompt"), "a photo of a cat");
   EXPECT_EQ(text_value(text, "seed"), "42");
   EXPECT_EQ(text_value(text, "steps"), "3");
@@ -59,7 +60,7 @@ TEST(SdCli, MakesPngWithTextAndReproducibleDump) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   io::SafetensorsFile d2(dump2);
   EXPECT_TRUE(torch::equal(d.get("sd.image"), d2.get("sd.image")));
-  EXPECT_EQ(text_value(pipeline::read_png_text(slurp(png2)), "seed"), "init-latents:" + dump.string());
+  EXPECT_EQ(text_value(io::read_png_text(slurp(png2)), "seed"), "init-latents:" + dump.string());
 
   // Other schedulers and a non-default size run too.
   for (const char* s : {"ddim", "euler", "dpm++2m"}) {
