@@ -2,6 +2,8 @@
 // generate_for_images_and_texts: scores, seen-image down-weighting, topk), scripts/extract_img_embs.py.
 #include "pipeline/retrieval.h"
 
+#include "io/npy.h"
+
 #include <algorithm>
 #include <numeric>
 
@@ -54,9 +56,13 @@ void write_index(const fs::path& dir, const RetrievalIndex& index) {
 }
 
 RetrievalIndex read_reference_embeddings(const fs::path& file) {
-  // The reference's pickle ({'paths': [...], 'embeddings': [...]}) needs io's restricted unpickler.
-  detail::fail(ErrorCode::kUnsupported, str_cat(file.string(),
-                                                ": reading the reference's cc3m pickle is not available in this build"));
+  auto e = io::load_retrieval_embeddings(file);  // restricted unpickler; errors name the file
+  RetrievalIndex index;
+  index.paths = std::move(e.paths);
+  index.embeddings = e.embeddings.to(torch::kFloat32).contiguous();
+  index.base_dir = file.parent_path();
+  index.source = file.string();
+  return index;
 }
 
 RetrievalIndex find_index(const fs::path& gill_dir) {

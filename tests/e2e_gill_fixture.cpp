@@ -8,6 +8,7 @@
 #include "models/clip_image_processor.h"
 #include "pipeline/gill_model.h"
 #include "test_support.h"
+#include "util/error.h"
 
 using namespace gill;
 using gill::test::data_dir;
@@ -27,8 +28,8 @@ Fixture& fixture() {
     Fixture x;
     pipeline::GILLModelOptions o;
     o.paths.root = shared_dir() / "fixtures" / "models";
-    o.paths.gill = data_dir() / "gill";  // pretrained_ckpt / decision model as safetensors (SOURCE.md)
-    o.paths.index = data_dir() / "gill" / "cc3m_index.safetensors";
+    // The native files: pretrained_ckpt.pth.tar, decision_model.pth.tar, cc3m_embeddings_urls.npy (SOURCE.md).
+    o.paths.gill = data_dir() / "gill_opt";
     o.load_sd = false;
     x.model = pipeline::GILLModel::load(o);
     io::SafetensorsFile imgs(data_dir() / "gill" / "prompt_images.safetensors");

@@ -1,0 +1,100 @@
+// One GILL turn: prompt assembly (gill-spec §1), the decoding loop (gill_decode.h), and for each [IMG] block
+// the decision, retrieval and generation (gill-spec §8.2-8.4), with the fixes of docs/reference-differences.md.
+// The backbones are reached through `Backbones` (functions + the DecoderLM), so this file depends only on
+// GILL's own modules; gill_model.cpp binds them to OPT, CLIP, the tokenizer and Stable Diffusion.
+// Ref: kohjingyu/gill @4600b71 gill/models.py GILL.generate_for_images_and_texts.
+#pragma once
+#include <gill/image.h>
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "io/tensor_dump.h"
+#include "pipeline/gill_decode.h"
+#include "pipeline/gill_weights.h"
+#include "pipeline/retrieval.h"
+
+namespace gill::pipeline {
+
+// One item of an interleaved prompt.
+struct PromptItem {
+  bool is_image = false;
+  std::string text;         // text item
+  gill::Image image;        // image item (decoded pixels)
+  std::string image_path;   // where the image came from (for the transcript), may be empty
+};
+
+struct TurnOptions {
+  DecodeOptions decode;             // n_words, min_word_tokens, scale factors
+  Sampler sampler;                  // null: greedy
+  int64_t max_num_rets = 1;         // [IMG] blocks processed AND images retrieved per block
+  bool always_generate = false;     // run SD for every block, like the reference
+  uint64_t seed = 1337;             // SD seed of the first block; block k uses seed + k
+  bool bos_on_first_text = true;    // false for a continued chat turn (BOS was already given)
+};
+
+// What the pipeline needs from the backbones.
+struct Backbones {
+  DecoderLM* lm = nullptr;
+  GillTokenIds token_ids;
+  std::function<std::vector<int64_t>(const std::string& text, bool add_bos)> tokenize;
+  std::function<std::string(const std::vector<int64_t>& ids)> detokenize;
+  std::function<torch::Tensor(const gill::Image& img)> clip_pooled;  // -> [1, C] CLIP pooled output
+  // prompt_embeds [1, 77, S] -> image; null when Stable Diffusion is not loaded.
+  std::function<gill::Image(const torch::Tensor& prompt_embeds, uint64_t seed)> generate_image;
+};
+
+struct BlockResult {
+  int64_t position = 0;           // index of [IMG0] in the generated ids
+  std::string caption;
+  std::string decision;           // "gen" | "ret"
+  double p_gen = 0, p_ret = 0;
+  bool decision_from_head = false;  // false when there is no decision model (then "gen")
+  std::vector<RetrievalHit> retrieved;
+  std::optional<gill::Image> generated;
+  uint64_t seed = 0;
+  double retrieval_s = 0, generation_s = 0;
+};
+
+struct TurnResult {
+  std::string text;               // decoded generated ids after the newline cut ([IMG] tokens included)
+  std::string caption_text;       // the reference's return value joined: captions + " [IMG0]...[IMG7]" per block
+                                  //  (or the truncated caption when there is no block)
+  std::string trailing_text;
+  std::vector<int64_t> ids;       // all generated ids (before the newline cut)
+  std::vector<BlockResult> blocks;
+  int64_t prompt_tokens = 0;
+  double prompt_s = 0, decode_s = 0;
+};
+
+// Builds the prompt embeddings [1, L0, D]: BOS only before the first text (when bos_on_first_text), each image
+// as n_visual_tokens rows of visual_embeddings(CLIP pooled). Dumps gill.input_embeds, gill.visual_embs.
+torch::Tensor assemble_prompt(GILLWeights& w, Backbones& b, const std::vector<PromptItem>& items,
+                              bool bos_on_first_text, io::TensorDump* dump);
+
+// A whole turn. kInvalidArgument for an empty prompt (no item, or no text at all as the reference requires).
+TurnResult run_turn(GILLWeights& w, Backbones& b, const std::vector<PromptItem>& items, const TurnOptions& opt,
+                    io::TensorDump* dump = nullptr);
+
+// Decision, retrieval and generation for one block's hidden states [8, D]. `seen` accumulates the retrieved
+// indices of earlier blocks (down-weighted by 1000, as the reference).
+BlockResult process_block(GILLWeights& w, Backbones& b, const ImgBlock& block, const TurnOptions& opt, int64_t k,
+                          std::vector<int64_t>& seen, io::TensorDump* dump);
+
+// Writes generated images as OUT_DIR/gen_<k>.png and copies retrieved LOCAL files into OUT_DIR (URLs are only
+// reported), then returns the transcript JSON (text, blocks with decision and probabilities, retrieval results
+// with scores and where they went, generated image paths, seeds, ids, timings).
+// `write_image` encodes a PNG (the SD pipeline's writer).
+using ImageWriter = std::function<void(const std::filesystem::path&, const gill::Image&)>;
+nlohmann::json write_turn_outputs(const TurnResult& r, const std::filesystem::path& out_dir,
+                                  const RetrievalIndex& index, const ImageWriter& write_image,
+                                  const std::string& prefix = "");
+
+}  // namespace gill::pipeline
