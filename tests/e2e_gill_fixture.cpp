@@ -205,3 +205,39 @@ TEST(GillFixture, EmptyPrompt) {
     EXPECT_EQ(std::string(e.what()), "empty prompt: give at least one text or image");
   }
 }
+
+TEST(GillFixture, StableDiffusionSubRunAndRankScore) {
+  // The forced_img block with always_generate: the mapper output goes into the fixture SD (PNDM, 5 steps,
+  // guidance 7.5, the reference's recorded initial latents), then the generated image is re-ranked.
+  GILL_REQUIRE_PATH(shared_dir() / "fixtures" / "models" / "runwayml" / "stable-diffusion-tiny");
+  auto& f = fixture();
+  auto sd = pipeline::StableDiffusion::load(shared_dir() / "fixtures" / "models" / "runwayml" / "stable-diffusion-tiny");
+  const std::string p = "generate.forced_img.";
+  io::TensorDump dump;
+  pipeline::OPTDecoderLM lm(f.model->lm);
+  auto b = f.model->backbones(lm, nullptr);
+  b.generate_image = [&](const torch::Tensor& pe, uint64_t) {
+    pipeline::SDParams sp;
+    sp.prompt_embeds = pe;
+    sp.n_steps = 5;
+    sp.init_latents = E(p + "sd.initial_latents");
+    return sd.generate(sp, nullptr, &dump);
+  };
+  pipeline::TurnOptions opt;
+  opt.decode.n_words = 5;
+  opt.decode.min_word_tokens = 2;
+  opt.decode.ret_scale_factor = 10000;
+  opt.always_generate = true;
+  auto r = pipeline::run_turn(f.model->weights, b, f.prompt, opt, &dump);
+  ASSERT_EQ(r.blocks.size(), 1u);
+  ASSERT_TRUE(r.blocks[0].generated.has_value());
+  auto pe = E(p + "sd.prompt_embeds");  // [uncond, cond]
+  EXPECT_TRUE(tensors_close(dump.get("sd.uncond_emb").reshape({77, -1}), pe[0], 1e-4, 1e-5, "SD uncond"));
+  EXPECT_TRUE(tensors_close(dump.get("sd.text_emb").reshape({77, -1}), pe[1], 1e-4, 1e-5, "SD cond = gen_emb"));
+  EXPECT_TRUE(tensors_close(dump.get("sd.eps"), E(p + "sd.guided_noise_pred"), 1e-4, 1e-4, "SD guided noise"));
+  EXPECT_TRUE(tensors_close(dump.get("sd.vae_out"), E(p + "sd.vae_out"), 1e-3, 1e-4, "SD VAE decode"));
+  // Re-ranking: cosine of the generated image's retrieval embedding with the block's (-0.30118617 upstream; the
+  // image goes through uint8 as the reference's PIL image does).
+  ASSERT_TRUE(r.blocks[0].has_gen_rank_score);
+  EXPECT_NEAR(r.blocks[0].gen_rank_score, -0.3011861741542816, 2e-3);
+}

@@ -34,6 +34,17 @@ using Prompt = std::vector<Segment>;
 
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError, kOff };
 
+// Callbacks run on the thread that called into the Engine, between units of work (a tensor loaded, a token, a
+// denoising step). A callback that throws aborts the call; the exception reaches the caller unchanged.
+//
+// Progress of a long step: stage ("load", "prompt", "tokens", "denoise", ...), done / total (total 0 = unknown).
+using ProgressCallback = std::function<void(const std::string& stage, int64_t done, int64_t total)>;
+// Called with each new piece of generated text; return false to cancel (the call throws kCancelled).
+using TokenCallback = std::function<bool(const std::string& text_piece)>;
+// Polled between units of work; return true to cancel (the call throws kCancelled). Safe to flip from a signal
+// handler or another thread when it only reads an std::atomic<bool>.
+using CancelCallback = std::function<bool()>;
+
 struct EngineOptions {
   // Weights: a root in the layout of weights/README.md, or each component on its own (overrides the root).
   std::string weights_root;  // -m
@@ -43,14 +54,13 @@ struct EngineOptions {
   int threads = 0;              // 0 = physical cores
   bool load_sd = true;          // false: no image generation (retrieval and text only; saves memory)
   std::function<void(LogLevel, const std::string&)> log;  // null: spdlog's default logger
-  // Throws gill::Error(kInvalidArgument) naming the field.
+  // Engine-wide callbacks: used while loading, and by every call whose GenerateOptions leaves them empty.
+  ProgressCallback on_progress;
+  CancelCallback is_cancelled;
+  // Checks values only (no file access; missing files are reported by the constructor as kNotFound).
+  // Throws gill::Error(kInvalidArgument) naming the field, e.g. "EngineOptions.device = \"tpu\": ...".
   void validate() const;
 };
-
-// Progress of a long step: stage ("load", "tokens", "denoise", ...), done / total (total 0 = unknown).
-using ProgressCallback = std::function<void(const std::string& stage, int64_t done, int64_t total)>;
-// Called with each new piece of generated text; return false to cancel (generate throws kCancelled).
-using TokenCallback = std::function<bool(const std::string& text_piece)>;
 
 struct GenerateOptions {
   // Defaults are the reference's generate_for_images_and_texts defaults (gill-spec §12), except num_words.
@@ -67,9 +77,11 @@ struct GenerateOptions {
   std::string scheduler = "pndm"; // pndm | ddim | euler | dpm++2m
   bool always_generate = false;   // run SD for every [IMG] block, like the reference
   std::string dump_tensors;       // path of a safetensors dump of every stage ("" = none)
+  // Per-call callbacks (empty: the engine's).
   ProgressCallback on_progress;
   TokenCallback on_token;
-  // Throws gill::Error(kInvalidArgument) naming the field.
+  CancelCallback is_cancelled;
+  // Throws gill::Error(kInvalidArgument) naming the field, e.g. "GenerateOptions.top_p = 1.5: must be in (0, 1]".
   void validate() const;
 };
 
@@ -142,6 +154,12 @@ class Chat {
   friend class Engine;
 };
 
+// The library's version, "MAJOR.MINOR.PATCH".
 const char* version();
+
+// Image files (PNG, JPEG, BMP, ... via stb_image; always decoded to RGB8). Throw kNotFound / kFormat / kIo.
+Image read_image(const std::string& path);
+// Writes a PNG under a temporary name and renames it into place.
+void write_png(const Image& image, const std::string& path);
 
 }  // namespace gill

@@ -56,6 +56,7 @@ DecodeResult decode(DecoderLM& lm, const torch::Tensor& prompt_embeds, const Dec
       r.img0_positions.push_back(static_cast<int64_t>(r.ids.size()));
     }
     r.ids.insert(r.ids.end(), chosen.begin(), chosen.end());
+    if (opt.on_step && !opt.on_step(chosen)) detail::fail(ErrorCode::kCancelled, "generation cancelled");
     const bool last = step + 1 == opt.n_words;
     // The reference never feeds the last step's tokens (it has no hidden states for an [IMG] block chosen last,
     // and crashes); we feed a block always, and text only when a following turn needs it.

@@ -39,6 +39,9 @@ struct DecodeOptions {
   // Feed the tokens chosen at the last step through the model as well (keeps the KV cache complete for a
   // following turn). An [IMG] block chosen at the last step is always fed (its hidden states are needed).
   bool feed_final_tokens = false;
+  // Called after each step with the ids it chose (one token, or the 8 [IMG] ids); returning false stops the
+  // loop with ErrorCode::kCancelled.
+  std::function<bool(const std::vector<int64_t>& chosen)> on_step;
 };
 
 // Token ids the rules need.

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <regex>
 
+#include "models/clip_image_processor.h"
 #include "util/error.h"
 
 namespace gill::pipeline {
@@ -78,9 +79,10 @@ BlockResult process_block(GILLWeights& w, Backbones& b, const ImgBlock& block, c
   }
 
   // Retrieval: linear map at [IMG0] (no input embeddings added), normalised, scored against the index.
+  torch::Tensor ret_emb;
   if (!w.index.empty()) {
     auto t0 = std::chrono::steady_clock::now();
-    auto ret_emb = w.heads->ret_fc(hidden).select(1, 0);  // [1, R]
+    ret_emb = w.heads->ret_fc(hidden).select(1, 0);  // [1, R]
     dump_block(dump, "gill.ret_emb", k, ret_emb);
     torch::Tensor scores;
     r.retrieved = retrieve_top_k(w.retrieval_matrix, ret_emb, opt.max_num_rets, seen, w.index, &scores);
@@ -103,6 +105,16 @@ BlockResult process_block(GILLWeights& w, Backbones& b, const ImgBlock& block, c
     dump_block(dump, "gill.mapper_out", k, gen_emb[0]);
     r.seed = opt.seed + static_cast<uint64_t>(k);
     r.generated = b.generate_image(gen_emb, r.seed);
+    if (ret_emb.defined() && b.clip_pooled && r.generated && !r.generated->empty()) {
+      // Re-ranking score: plain cosine, no logit_scale (gill-spec §8.4).
+      auto pooled = b.clip_pooled(models::pil_resize_bicubic(*r.generated, 224, 224));  // [1, C]
+      auto v = w.heads->visual_retrieval(pooled.to(w.heads->logit_scale.scalar_type())).reshape({1, -1});
+      dump_block(dump, "gill.gen_rank_emb", k, v);
+      r.gen_rank_score = (l2_normalize(v.to(torch::kFloat32)) * l2_normalize(ret_emb.to(torch::kFloat32)).reshape({1, -1}))
+                             .sum()
+                             .item<double>();
+      r.has_gen_rank_score = true;
+    }
     r.generation_s = seconds_since(t0);
   }
   return r;
@@ -185,6 +197,7 @@ nlohmann::json write_turn_outputs(const TurnResult& r, const fs::path& out_dir, 
       const auto png = out_dir / str_cat(prefix, "gen_", k, ".png");
       write_image(png, *b.generated);
       jb["generated"] = {{"file", png.string()}, {"seed", b.seed}};
+      if (b.has_gen_rank_score) jb["generated"]["rank_score"] = b.gen_rank_score;
     }
     jb["timings"] = {{"retrieval_s", b.retrieval_s}, {"generation_s", b.generation_s}};
     blocks.push_back(jb);

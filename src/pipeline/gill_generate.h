@@ -60,6 +60,11 @@ struct BlockResult {
   std::vector<RetrievalHit> retrieved;
   std::optional<gill::Image> generated;
   uint64_t seed = 0;
+  // The reference's re-ranking score of the generated image (gill-spec §8.4): cosine between the image's
+  // retrieval embedding (224x224 bicubic -> CLIP -> visual retrieval map) and the block's [IMG] retrieval
+  // embedding; set only when an index is loaded (as the reference), else 0.
+  double gen_rank_score = 0;
+  bool has_gen_rank_score = false;
   double retrieval_s = 0, generation_s = 0;
 };
 

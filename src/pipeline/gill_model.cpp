@@ -55,6 +55,13 @@ std::unique_ptr<GILLModel> GILLModel::load(const GILLModelOptions& options) {
              ": CLIP's width ", m->clip->config().hidden_size, " differs from the GILL checkpoint's ",
              dims.clip_hidden);
   m->clip_preprocess = models::CLIPImageProcessorConfig::from_file(m->paths.clip / "preprocessor_config.json");
+  if (options.load_sd && !m->paths.sd.empty()) {
+    m->sd = std::make_unique<StableDiffusion>(StableDiffusion::load(m->paths.sd, SDOptions{options.dtype, torch::kCPU}));
+    const int64_t cross = m->sd->unet()->config.cross_attention_dim;
+    GILL_CHECK(cross == dims.gen_emb_dim, ErrorCode::kShapeMismatch, m->paths.sd.string(),
+               ": the UNet's cross_attention_dim ", cross, " differs from the GILL mapper's output width ",
+               dims.gen_emb_dim, " (", (m->paths.gill / "model_args.json").string(), ")");
+  }
   m->load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return m;
 }
@@ -63,13 +70,23 @@ torch::Tensor GILLModel::clip_pooled(const gill::Image& img, io::TensorDump* dum
   return models::clip_embed_images(clip, clip_preprocess, {img}, dump);  // [1, C]
 }
 
-Backbones GILLModel::backbones(OPTDecoderLM& lm_adaptor, io::TensorDump* dump) {
+Backbones GILLModel::backbones(OPTDecoderLM& lm_adaptor, io::TensorDump* dump, const SDParams* sd_params,
+                                const pipeline::ProgressCallback& sd_progress) {
   Backbones b;
   b.lm = &lm_adaptor;
   b.token_ids = token_ids;
   b.tokenize = [this](const std::string& text, bool add_bos) { return tok->encode(text, add_bos); };
   b.detokenize = [this](const std::vector<int64_t>& ids) { return tok->decode(ids, true); };
   b.clip_pooled = [this, dump](const gill::Image& img) { return clip_pooled(img, dump); };
+  if (sd && sd_params) {
+    b.generate_image = [this, params = *sd_params, sd_progress, dump](const torch::Tensor& prompt_embeds,
+                                                                      uint64_t seed) {
+      SDParams p = params;
+      p.prompt_embeds = prompt_embeds;
+      p.seed = seed;
+      return sd->generate(p, sd_progress, dump);
+    };
+  }
   return b;
 }
 

@@ -12,6 +12,7 @@
 #include "models/opt.h"
 #include "pipeline/gill_generate.h"
 #include "pipeline/gill_weights.h"
+#include "pipeline/sd_pipeline.h"
 #include "tokenizer/tokenizer.h"
 
 namespace gill::pipeline {
@@ -19,7 +20,7 @@ namespace gill::pipeline {
 struct GILLModelOptions {
   WeightPaths paths;
   torch::Dtype dtype = torch::kFloat32;  // storage dtype of OPT, CLIP and the GILL heads
-  bool load_sd = true;
+  bool load_sd = true;     // Stable Diffusion from paths.sd (or the root); false: [IMG] blocks only retrieve
 };
 
 // The OPT model behind the DecoderLM interface, with its own KV cache.
@@ -48,12 +49,16 @@ class GILLModel {
   models::CLIPImageProcessorConfig clip_preprocess;
   std::unique_ptr<tokenizer::Tokenizer> tok;
   GillTokenIds token_ids;
+  std::unique_ptr<StableDiffusion> sd;  // null when not loaded
   double load_s = 0;
 
   // CLIP pooled output [1, C] of one image (dumps clip.* when dump is set).
   torch::Tensor clip_pooled(const gill::Image& img, io::TensorDump* dump = nullptr);
-  // Backbones bound to this model and `lm_adaptor` (whose KV cache the turn extends).
-  Backbones backbones(OPTDecoderLM& lm_adaptor, io::TensorDump* dump);
+  // Backbones bound to this model and `lm_adaptor` (whose KV cache the turn extends). With Stable Diffusion
+  // loaded and `sd_params` given, generate_image runs it on the mapper output with those settings (steps,
+  // guidance, scheduler, size; prompt_embeds and seed come per block).
+  Backbones backbones(OPTDecoderLM& lm_adaptor, io::TensorDump* dump, const SDParams* sd_params = nullptr,
+                      const pipeline::ProgressCallback& sd_progress = nullptr);
 };
 
 }  // namespace gill::pipeline

@@ -1,0 +1,411 @@
+// gill::Engine and gill::Chat over the GILL pipeline (src/pipeline/gill_model.h, gill_generate.h).
+// Every entry point goes through detail::api_boundary, so callers see gill::Error only.
+#include <gill/gill.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "api/boundary.h"
+#include "io/image.h"
+#include "io/tensor_dump.h"
+#include "pipeline/gill_model.h"
+#include "pipeline/sampling.h"
+#include "util/error.h"
+#include "util/threads.h"
+
+namespace gill {
+
+namespace fs = std::filesystem;
+using detail::str_cat;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void check_folder(const char* field, const std::string& path) {
+  if (path.empty()) return;
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    detail::fail(ErrorCode::kNotFound, str_cat("EngineOptions.", field, ": ", path, ": no such file or folder"));
+}
+
+// "auto" on the CPU: fp32 (exact to the reference) unless the LLM's fp32 weights would take more than half the
+// machine's memory (OPT-6.7B: 27 GB), then bf16 storage (compute stays fp32; see docs/performance.md).
+torch::Dtype pick_dtype(const std::string& dtype, const fs::path& lm_dir) {
+  if (dtype == "fp32") return torch::kFloat32;
+  if (dtype == "bf16") return torch::kBFloat16;
+  if (dtype == "fp16") return torch::kFloat16;
+  int64_t params = 0;
+  try {
+    std::ifstream f(lm_dir / "config.json");
+    auto j = nlohmann::json::parse(f);
+    const int64_t h = j.value("hidden_size", 0), l = j.value("num_hidden_layers", 0), v = j.value("vocab_size", 0);
+    const int64_t ffn = j.value("ffn_dim", 4 * h);
+    params = l * (4 * h * h + 2 * h * ffn) + v * h;
+  } catch (const std::exception&) {
+    return torch::kFloat32;  // the loader reports a bad config.json with its own message
+  }
+  const double ram = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  return static_cast<double>(params) * 4 > 0.5 * ram ? torch::kBFloat16 : torch::kFloat32;
+}
+
+LogLevel to_level(spdlog::level::level_enum l) {
+  switch (l) {
+    case spdlog::level::trace: return LogLevel::kTrace;
+    case spdlog::level::debug: return LogLevel::kDebug;
+    case spdlog::level::info: return LogLevel::kInfo;
+    case spdlog::level::warn: return LogLevel::kWarn;
+    case spdlog::level::err:
+    case spdlog::level::critical: return LogLevel::kError;
+    default: return LogLevel::kOff;
+  }
+}
+
+}  // namespace
+
+// EngineOptions::log: spdlog messages go to the caller's function while the Engine lives. spdlog's default
+// logger is process-wide, so the sink is added to it and removed by the Engine's destructor.
+class CallbackSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit CallbackSink(std::function<void(LogLevel, const std::string&)> fn) : fn_(std::move(fn)) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& m) override {
+    fn_(to_level(m.level), std::string(m.payload.data(), m.payload.size()));
+  }
+  void flush_() override {}
+
+ private:
+  std::function<void(LogLevel, const std::string&)> fn_;
+};
+
+struct Engine::Impl {
+  EngineOptions options;
+  std::shared_ptr<CallbackSink> log_sink;
+  ~Impl() {
+    if (!log_sink) return;
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), log_sink), sinks.end());
+  }
+  std::unique_ptr<pipeline::GILLModel> model;
+  torch::Dtype dtype = torch::kFloat32;
+
+  void check_cancel(const GenerateOptions& o) const {
+    const auto& cancel = o.is_cancelled ? o.is_cancelled : options.is_cancelled;
+    if (cancel && cancel()) detail::fail(ErrorCode::kCancelled, "cancelled");
+  }
+  void progress(const GenerateOptions& o, const std::string& stage, int64_t done, int64_t total) const {
+    const auto& cb = o.on_progress ? o.on_progress : options.on_progress;
+    if (cb) cb(stage, done, total);
+  }
+
+  std::vector<pipeline::PromptItem> prompt_items(const Prompt& prompt) const {
+    std::vector<pipeline::PromptItem> items;
+    for (size_t k = 0; k < prompt.size(); ++k) {
+      const Segment& s = prompt[k];
+      pipeline::PromptItem it;
+      switch (s.kind) {
+        case Segment::Kind::kText: it.text = s.text; break;
+        case Segment::Kind::kImageFile:
+          it.is_image = true;
+          it.image = io::load_image(s.image_path);
+          it.image_path = s.image_path;
+          break;
+        case Segment::Kind::kImage:
+          GILL_CHECK(!s.image.empty() && s.image.pixels.size() == static_cast<size_t>(s.image.width) * s.image.height * 3,
+                     ErrorCode::kInvalidArgument, "prompt segment ", k, ": image of ", s.image.width, "x",
+                     s.image.height, " with ", s.image.pixels.size(), " bytes is not a valid RGB8 image");
+          it.is_image = true;
+          it.image = s.image;
+          break;
+      }
+      items.push_back(std::move(it));
+    }
+    bool any_text = false;
+    for (const auto& it : items) any_text |= !it.is_image && !it.text.empty();
+    bool any_image = false;
+    for (const auto& it : items) any_image |= it.is_image;
+    GILL_CHECK(any_text || any_image, ErrorCode::kInvalidArgument, "empty prompt: give at least one text or image");
+    return items;
+  }
+
+  pipeline::SDParams sd_params(const GenerateOptions& o) const {
+    pipeline::SDParams p;
+    p.n_steps = o.steps;
+    p.guidance_scale = o.guidance_scale;
+    p.scheduler = o.scheduler;
+    return p;
+  }
+
+  // One turn on `lm` (a fresh adaptor for Engine::generate, the chat's own for Chat::send).
+  Result turn(pipeline::OPTDecoderLM& lm, const Prompt& prompt, const GenerateOptions& o, bool first_turn,
+              bool keep_cache) {
+    torch::NoGradGuard no_grad;
+    const auto t0 = std::chrono::steady_clock::now();
+    check_cancel(o);
+    auto items = prompt_items(prompt);
+    io::TensorDump dump;
+    io::TensorDump* dump_ptr = o.dump_tensors.empty() ? nullptr : &dump;
+    const auto sdp = sd_params(o);
+    auto sd_progress = [&](int64_t done, int64_t total) {
+      progress(o, "denoise", done, total);
+      check_cancel(o);
+    };
+    auto b = model->backbones(lm, dump_ptr, &sdp, sd_progress);
+
+    pipeline::TurnOptions t;
+    t.decode.n_words = o.num_words;
+    t.decode.min_word_tokens = o.min_word_tokens;
+    t.decode.ret_scale_factor = o.ret_scale_factor;
+    t.decode.gen_scale_factor = o.gen_scale_factor;
+    t.decode.feed_final_tokens = keep_cache;
+    t.max_num_rets = o.max_num_rets;
+    t.always_generate = o.always_generate;
+    t.seed = o.seed;
+    t.bos_on_first_text = first_turn;
+    pipeline::SamplingOptions so;
+    so.temperature = o.temperature;
+    so.top_p = o.top_p;
+    so.seed = o.seed;
+    if (so.temperature > 0) {
+      auto gen = std::make_shared<torch::Generator>(pipeline::make_generator(so));
+      t.sampler = [so, gen](const torch::Tensor& logits) { return pipeline::sample_next(logits, so, *gen); };
+    }
+    // Streaming: decode everything so far and hand out the new suffix (a piece that ends inside a multi-byte
+    // character waits for the next token).
+    std::vector<int64_t> so_far;
+    std::string emitted;
+    int64_t steps_done = 0;
+    const auto& on_token = o.on_token;
+    t.decode.on_step = [&](const std::vector<int64_t>& chosen) {
+      progress(o, "tokens", ++steps_done, o.num_words);
+      if (o.is_cancelled || options.is_cancelled) {
+        const auto& cancel = o.is_cancelled ? o.is_cancelled : options.is_cancelled;
+        if (cancel()) return false;
+      }
+      if (!on_token) return true;
+      so_far.insert(so_far.end(), chosen.begin(), chosen.end());
+      const std::string text = model->tok->decode(so_far, true);
+      if (text.size() <= emitted.size() || text.compare(0, emitted.size(), emitted) != 0) return true;
+      std::string piece = text.substr(emitted.size());
+      if (piece.find("\xEF\xBF\xBD") != std::string::npos) return true;  // incomplete UTF-8: wait
+      emitted = text;
+      return on_token(piece);
+    };
+    auto r = pipeline::run_turn(model->weights, b, items, t, dump_ptr);
+    if (dump_ptr) dump.write(o.dump_tensors);
+
+    Result out;
+    out.text = r.text;
+    out.trailing_text = r.trailing_text;
+    out.token_ids = r.ids;
+    out.timings.load_s = 0;
+    out.timings.prompt_s = r.prompt_s;
+    out.timings.decode_s = r.decode_s;
+    out.timings.prompt_tokens = r.prompt_tokens;
+    out.timings.new_tokens = static_cast<int64_t>(r.ids.size());
+    for (const auto& blk : r.blocks) {
+      ImageBlock ib;
+      ib.caption = blk.caption;
+      ib.decision = blk.decision;
+      ib.p_gen = static_cast<float>(blk.p_gen);
+      ib.p_ret = static_cast<float>(blk.p_ret);
+      for (const auto& h : blk.retrieved) {
+        RetrievedImage ri;
+        ri.index = h.index;
+        ri.score = static_cast<float>(h.score);
+        const bool url = h.path.find("://") != std::string::npos;
+        ri.path = url || fs::path(h.path).is_absolute() ? h.path : (model->weights.index.base_dir / h.path).string();
+        ib.retrieved.push_back(ri);
+      }
+      ib.generated = blk.generated;
+      ib.seed = blk.seed;
+      out.timings.retrieval_s += blk.retrieval_s;
+      out.timings.generation_s += blk.generation_s;
+      out.images.push_back(std::move(ib));
+    }
+    out.timings.total_s = seconds_since(t0);
+    return out;
+  }
+};
+
+struct Chat::State {
+  Engine::Impl* engine = nullptr;
+  std::unique_ptr<pipeline::OPTDecoderLM> lm;
+  int64_t turns = 0;
+  nlohmann::json transcript = nlohmann::json::array();
+};
+
+namespace {
+
+Engine::Impl& live(const std::unique_ptr<Engine::Impl>& impl, const char* entry) {
+  GILL_CHECK(impl, ErrorCode::kInvalidArgument, entry, ": this Engine was moved from");
+  return *impl;
+}
+
+nlohmann::json result_json(const Prompt& prompt, const Result& r) {
+  nlohmann::json p = nlohmann::json::array();
+  for (const auto& s : prompt) {
+    if (s.kind == Segment::Kind::kText) p.push_back({{"text", s.text}});
+    else if (s.kind == Segment::Kind::kImageFile) p.push_back({{"image", s.image_path}});
+    else p.push_back({{"image", str_cat("<", s.image.width, "x", s.image.height, " pixels>")}});
+  }
+  nlohmann::json images = nlohmann::json::array();
+  for (const auto& b : r.images) {
+    nlohmann::json rets = nlohmann::json::array();
+    for (const auto& h : b.retrieved) rets.push_back({{"path", h.path}, {"score", h.score}, {"index", h.index}});
+    images.push_back({{"caption", b.caption},
+                      {"decision", b.decision},
+                      {"p_gen", b.p_gen},
+                      {"p_ret", b.p_ret},
+                      {"retrieved", rets},
+                      {"generated", b.generated.has_value()},
+                      {"seed", b.seed}});
+  }
+  return {{"prompt", p}, {"text", r.text}, {"images", images}, {"token_ids", r.token_ids}};
+}
+
+}  // namespace
+
+Engine::Engine(const EngineOptions& options) {
+  detail::api_boundary("gill::Engine", [&] {
+    options.validate();
+    check_folder("weights_root", options.weights_root);
+    check_folder("lm_dir", options.lm_dir);
+    check_folder("clip_dir", options.clip_dir);
+    check_folder("sd_dir", options.sd_dir);
+    check_folder("gill_dir", options.gill_dir);
+    check_folder("index_path", options.index_path);
+    GILL_CHECK(options.device == "cpu", ErrorCode::kUnsupported, "EngineOptions.device = \"", options.device,
+               "\": this build of libtorch has no CUDA; use \"cpu\"");
+    set_threads(options.threads);
+    auto impl = std::make_unique<Impl>();
+    impl->options = options;
+    if (options.log) {
+      impl->log_sink = std::make_shared<CallbackSink>(options.log);
+      spdlog::default_logger()->sinks().push_back(impl->log_sink);
+    }
+    pipeline::GILLModelOptions mo;
+    mo.paths.root = options.weights_root;
+    mo.paths.lm = options.lm_dir;
+    mo.paths.clip = options.clip_dir;
+    mo.paths.sd = options.sd_dir;
+    mo.paths.gill = options.gill_dir;
+    mo.paths.index = options.index_path;
+    mo.load_sd = options.load_sd;
+    // The LLM folder decides "auto"; resolve it first (errors name the missing component).
+    const auto paths = pipeline::resolve_weight_paths(mo.paths, options.load_sd);
+    mo.dtype = pick_dtype(options.dtype, paths.lm);
+    impl->dtype = mo.dtype;
+    if (options.on_progress) options.on_progress("load", 0, 1);
+    impl->model = pipeline::GILLModel::load(mo);
+    if (options.on_progress) options.on_progress("load", 1, 1);
+    spdlog::info("loaded GILL in {:.2f} s ({}, {})", impl->model->load_s,
+                 mo.dtype == torch::kFloat32 ? "fp32" : mo.dtype == torch::kBFloat16 ? "bf16" : "fp16",
+                 impl->model->sd ? "with Stable Diffusion" : "no Stable Diffusion");
+    impl_ = std::move(impl);
+  });
+}
+
+Engine::~Engine() = default;
+Engine::Engine(Engine&&) noexcept = default;
+Engine& Engine::operator=(Engine&&) noexcept = default;
+
+Result Engine::generate(const Prompt& prompt, const GenerateOptions& options) {
+  return detail::api_boundary("gill::Engine::generate", [&]() -> Result {
+    auto& impl = live(impl_, "gill::Engine::generate");
+    options.validate();
+    pipeline::OPTDecoderLM lm(impl.model->lm);
+    return impl.turn(lm, prompt, options, /*first_turn=*/true, /*keep_cache=*/false);
+  });
+}
+
+Image Engine::generate_image_from_embeddings(const std::vector<float>& embeddings, int64_t n_tokens, int64_t width,
+                                             const GenerateOptions& options) {
+  return detail::api_boundary("gill::Engine::generate_image_from_embeddings", [&]() -> Image {
+    auto& impl = live(impl_, "gill::Engine::generate_image_from_embeddings");
+    options.validate();
+    GILL_CHECK(n_tokens > 0 && width > 0 && static_cast<int64_t>(embeddings.size()) == n_tokens * width,
+               ErrorCode::kInvalidArgument, "generate_image_from_embeddings: ", embeddings.size(),
+               " floats for n_tokens = ", n_tokens, " x width = ", width);
+    GILL_CHECK(impl.model->sd, ErrorCode::kInvalidArgument,
+               "generate_image_from_embeddings: Stable Diffusion is not loaded (EngineOptions.load_sd = false)");
+    torch::NoGradGuard no_grad;
+    auto p = impl.sd_params(options);
+    p.prompt_embeds = torch::from_blob(const_cast<float*>(embeddings.data()), {1, n_tokens, width}, torch::kFloat32).clone();
+    p.seed = options.seed;
+    return impl.model->sd->generate(p, [&](int64_t d, int64_t t) {
+      impl.progress(options, "denoise", d, t);
+      impl.check_cancel(options);
+    });
+  });
+}
+
+Image Engine::generate_image_from_text(const std::string& prompt, const GenerateOptions& options) {
+  return detail::api_boundary("gill::Engine::generate_image_from_text", [&]() -> Image {
+    auto& impl = live(impl_, "gill::Engine::generate_image_from_text");
+    options.validate();
+    GILL_CHECK(impl.model->sd, ErrorCode::kInvalidArgument,
+               "generate_image_from_text: Stable Diffusion is not loaded (EngineOptions.load_sd = false)");
+    torch::NoGradGuard no_grad;
+    auto p = impl.sd_params(options);
+    p.prompt = prompt;
+    p.seed = options.seed;
+    return impl.model->sd->generate(p, [&](int64_t d, int64_t t) {
+      impl.progress(options, "denoise", d, t);
+      impl.check_cancel(options);
+    });
+  });
+}
+
+Chat Engine::chat() {
+  return detail::api_boundary("gill::Engine::chat", [&] { return Chat(&live(impl_, "gill::Engine::chat")); });
+}
+
+Chat::Chat(Engine::Impl* engine) : state_(std::make_unique<State>()) {
+  state_->engine = engine;
+  state_->lm = std::make_unique<pipeline::OPTDecoderLM>(engine->model->lm);
+}
+Chat::~Chat() = default;
+Chat::Chat(Chat&&) noexcept = default;
+Chat& Chat::operator=(Chat&&) noexcept = default;
+
+Result Chat::send(const Prompt& turn, const GenerateOptions& options) {
+  return detail::api_boundary("gill::Chat::send", [&]() -> Result {
+    GILL_CHECK(state_, ErrorCode::kInvalidArgument, "gill::Chat::send: this Chat was moved from");
+    options.validate();
+    auto& s = *state_;
+    // A failed turn leaves the cache at an unknown length: remember where it was and roll back on error.
+    const int64_t before = s.lm->n_past();
+    try {
+      Result r = s.engine->turn(*s.lm, turn, options, s.turns == 0, /*keep_cache=*/true);
+      ++s.turns;
+      s.transcript.push_back(result_json(turn, r));
+      return r;
+    } catch (...) {
+      s.lm->cache().truncate(before);
+      throw;
+    }
+  });
+}
+
+void Chat::reset() {
+  if (!state_) return;
+  state_->lm->reset();
+  state_->turns = 0;
+  state_->transcript = nlohmann::json::array();
+}
+
+std::string Chat::transcript_json() const { return state_ ? state_->transcript.dump(2) : "[]"; }
+
+}  // namespace gill

@@ -1,0 +1,16 @@
+// CLI flags for the public option structs, shared by `gill run`, `gill chat` and `gill batch`. Help text shows
+// the defaults of default-constructed options, so it cannot drift from the library.
+#pragma once
+#include <gill/gill.h>
+
+#include <CLI/CLI.hpp>
+
+namespace gill::cli {
+
+// -m/--weights, --lm, --clip, --sd, --gill, --index, --device, --dtype, --no-sd.
+void add_engine_options(CLI::App* app, EngineOptions& options);
+// -n/--num-words, --temp, --top-p, --seed, --steps, --cfg-scale, --scheduler, --ret-scale-factor,
+// --gen-scale-factor, --min-word-tokens, --max-num-rets, --always-generate.
+void add_generate_options(CLI::App* app, GenerateOptions& options);
+
+}  // namespace gill::cli
