@@ -225,7 +225,9 @@ struct Engine::Impl {
         ri.index = h.index;
         ri.score = static_cast<float>(h.score);
         const bool url = h.path.find("://") != std::string::npos;
-        ri.path = url || fs::path(h.path).is_absolute() ? h.path : (model->weights.index.base_dir / h.path).string();
+        ri.path = url || fs::path(h.path).is_absolute()
+                      ? h.path
+                      : (model->weights.index.base_dir / h.path).lexically_normal().string();
         ib.retrieved.push_back(ri);
       }
       ib.generated = blk.generated;

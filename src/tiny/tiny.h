@@ -43,4 +43,9 @@ void make_tiny(const std::filesystem::path& root, uint64_t seed = 0);
 // cc3m_embeddings_urls.npy (the reference's {'paths','embeddings'} pickle).
 void write_tiny_gill_checkpoint(const std::filesystem::path& root, uint64_t seed);
 
+// retrieval_images/00000{0..3}.png and checkpoints/gill_opt/index.safetensors over them (gill's index format,
+// paths relative to the index folder; it takes precedence over the cc3m pickle). Needs the CLIP and GILL
+// components written first.
+void write_tiny_retrieval_index(const std::filesystem::path& root, uint64_t seed);
+
 }  // namespace gill::tiny

@@ -70,6 +70,8 @@ void print_image_lines(const Result& r, const TurnFiles& files, std::ostream& ou
       const std::string where = files.retrieved[k][0].empty() ? h.path : files.retrieved[k][0];
       out << "[image " << k + 1 << ": retrieved #" << h.index << " (score " << fmt(h.score) << "; " << probs << ") -> "
           << where << "]\n";
+      if (!files.generated[k].empty())
+        out << "[image " << k + 1 << ": also generated (--always-generate) -> " << files.generated[k] << "]\n";
     } else if (!files.generated[k].empty()) {
       out << "[image " << k + 1 << ": generated (" << probs << ") -> " << files.generated[k] << "]\n";
     } else {
