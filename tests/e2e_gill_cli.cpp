@@ -3,6 +3,7 @@
 // bad inputs the issue lists (missing GILL file, model_args.json disagreeing with the checkpoint, an image that
 // does not decode, an empty prompt) with their exit codes and messages.
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -175,6 +176,47 @@ TEST_F(GillCli, BadInputs) {
   EXPECT_EQ(r.exit_code, 5) << r.err;
   EXPECT_NE(r.err.find("ret_emb_dim"), std::string::npos) << r.err;
   fs::remove_all(broken);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(GillCli, BatchOnTheTinyKitWithOneLoad) {
+  // Three good items (one with an image relative to the JSONL file), a line that is not JSON, an item whose
+  // image is missing: five results, two errors, and the report.
+  const auto bdir = *dir_ / "batch";
+  fs::create_directories(bdir);
+  fs::copy_file(image(), bdir / "pic.png");
+  const std::string lines =
+      R"({"id": "a", "prompt": [{"text": "A picture of"}, {"image": "pic.png"}, {"text": "Show me a dog"}], "options": {"num_words": 6, "min_word_tokens": 1, "ret_scale_factor": 1000, "steps": 2}})"
+      "\n"
+      R"({"id": "b", "prompt": [{"text": "Hello"}], "options": {"num_words": 3}})"
+      "\n"
+      "this is not json\n"
+      R"({"id": "c", "prompt": [{"image": "missing.png"}, {"text": "x"}]})"
+      "\n"
+      R"({"id": "d", "prompt": [{"text": "Bye"}], "options": {"num_words": 2}})"
+      "\n";
+  io::write_file_atomic(bdir / "in.jsonl", lines);
+  const auto out = *dir_ / "batch_out";
+  auto r = run_cli({"-q", "batch", (bdir / "in.jsonl").string(), "-o", out.string(), "-m", root().string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<json> results;
+  std::istringstream in(io::read_file(out / "results.jsonl"));
+  for (std::string l; std::getline(in, l);)
+    if (!l.empty()) results.push_back(json::parse(l));
+  ASSERT_EQ(results.size(), 5u);
+  int ok = 0, errors = 0;
+  for (const auto& j : results) (j["status"] == "ok" ? ok : errors)++;
+  EXPECT_EQ(ok, 3);
+  EXPECT_EQ(errors, 2);
+  EXPECT_TRUE(fs::exists(out / "index.html"));
+  // A rerun skips everything already done (errors included) and changes nothing.
+  const std::string before = io::read_file(out / "results.jsonl");
+  r = run_cli({"-q", "batch", (bdir / "in.jsonl").string(), "-o", out.string(), "-m", root().string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(io::read_file(out / "results.jsonl"), before);
 }
 
 }  // namespace
