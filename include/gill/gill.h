@@ -97,6 +97,9 @@ struct ImageBlock {
   float p_gen = 0, p_ret = 0;
   std::vector<RetrievedImage> retrieved;
   std::optional<Image> generated;  // when SD ran
+  // The reference's re-ranking score of the generated image: cosine between its CLIP retrieval embedding and the
+  // block's; computed when an index is loaded (as the reference), else 0.
+  float gen_rank_score = 0;
   uint64_t seed = 0;
 };
 

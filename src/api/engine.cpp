@@ -231,6 +231,7 @@ struct Engine::Impl {
         ib.retrieved.push_back(ri);
       }
       ib.generated = blk.generated;
+      ib.gen_rank_score = static_cast<float>(blk.gen_rank_score);
       ib.seed = blk.seed;
       out.timings.retrieval_s += blk.retrieval_s;
       out.timings.generation_s += blk.generation_s;

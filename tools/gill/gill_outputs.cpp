@@ -97,7 +97,8 @@ nlohmann::json turn_json(const Result& r, const TurnFiles& files, const Generate
                       {"decision", b.decision},
                       {"probabilities", {{"gen", b.p_gen}, {"ret", b.p_ret}}},
                       {"retrieved", rets}};
-    if (!files.generated[k].empty()) jb["generated"] = {{"file", files.generated[k]}, {"seed", b.seed}};
+    if (!files.generated[k].empty())
+      jb["generated"] = {{"file", files.generated[k]}, {"seed", b.seed}, {"rank_score", b.gen_rank_score}};
     blocks.push_back(jb);
   }
   return {{"text", r.text},
