@@ -132,7 +132,9 @@ TEST_F(BatchTest, EveryIdGetsOneResultAndImagesExist) {
       EXPECT_EQ(r["images"][0]["decision"], "ret");
       EXPECT_EQ(r["images"][0]["retrieved"][0]["path"], "http://cc3m.invalid/1.jpg");
     }
-    if (i % 2 == 0) EXPECT_EQ(r["prompt"][1]["path"], (dir_ / "imgs" / "in put.png").lexically_normal().string());
+    if (i % 2 == 0) {
+      EXPECT_EQ(r["prompt"][1]["path"], (dir_ / "imgs" / "in put.png").lexically_normal().string());
+    }
   }
   // A rerun does nothing.
   std::atomic<int> calls{0};
@@ -275,7 +277,9 @@ TEST_F(BatchTest, ResumeAfterSigkillLosesAndDuplicatesNothing) {
   // No partial file: no temporaries left, every image decodes.
   for (const auto& e : fs::recursive_directory_iterator(dir_ / "out")) {
     EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
-    if (e.path().extension() == ".png") EXPECT_NO_THROW(read_image(e.path().string())) << e.path();
+    if (e.path().extension() == ".png") {
+      EXPECT_NO_THROW(read_image(e.path().string())) << e.path();
+    }
   }
 }
 
