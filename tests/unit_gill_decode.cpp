@@ -1,5 +1,6 @@
 // The GILL decoding rules (gill-spec §7, §8.1) with a scripted LM double: [IMG] bans, min_word_tokens, the
 // |logit| * scale rule, the forced block fed as one step, hidden-state bookkeeping, newline cut, captions.
+#include <limits>
 #include <map>
 
 #include "pipeline/gill_decode.h"
@@ -42,6 +43,8 @@ class ScriptedLM : public DecoderLM {
     return t;
   }
   int64_t n_past() const override { return past; }
+  int64_t max_pos = std::numeric_limits<int64_t>::max();
+  int64_t max_positions() const override { return max_pos; }
 };
 
 GillTokenIds tiny_ids() { return {{8, 9, 10, 11, 12, 13, 14, 15}, 5}; }
@@ -178,4 +181,45 @@ TEST(GillDecode, ZeroWordsIsAnError) {
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()), "the number of words to generate must be > 0 (got 0)");
   }
+}
+
+TEST(GillDecode, PromptLongerThanTheContextIsAnError) {
+  ScriptedLM lm;
+  lm.max_pos = 2;
+  DecodeOptions opt;
+  try {
+    decode(lm, lm.embed({0, 1, 2}), opt, tiny_ids(), greedy_pick);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(std::string(e.what()),
+              "the prompt needs 3 positions (its text tokens plus the visual tokens of its images), more than the "
+              "LM's context of 2 positions (max_position_embeddings)");
+  }
+  EXPECT_TRUE(lm.feed_sizes.empty());  // refused before running the model
+}
+
+TEST(GillDecode, StopsAtTheContextLimit) {
+  // Text: the token chosen when the context is full is kept but not fed.
+  ScriptedLM lm;
+  lm.max_pos = 3;
+  lm.next_logits[0] = row({{1, 5}});
+  lm.next_logits[1] = row({{1, 5}});
+  DecodeOptions opt;
+  opt.n_words = 5;
+  auto r = decode(lm, lm.embed({0}), opt, tiny_ids(), greedy_pick);
+  EXPECT_EQ(r.ids, (std::vector<int64_t>{1, 1, 1}));
+  EXPECT_EQ(r.stop_reason, "max_positions");
+  EXPECT_EQ(lm.n_past(), 3);
+  // An [IMG] block that no longer fits is dropped (it would have no hidden states).
+  ScriptedLM lm2;
+  lm2.max_pos = 4;
+  lm2.next_logits[0] = row({{1, 5}});
+  lm2.next_logits[1] = row({{8, 5}});
+  auto r2 = decode(lm2, lm2.embed({0}), opt, tiny_ids(), greedy_pick);
+  EXPECT_EQ(r2.ids, (std::vector<int64_t>{1}));
+  EXPECT_TRUE(r2.img0_positions.empty());
+  EXPECT_EQ(r2.stop_reason, "max_positions");
+  auto seg = split_output(r2, tiny_ids(), 1, [](const std::vector<int64_t>& v) { return std::to_string(v.size()); });
+  EXPECT_TRUE(seg.blocks.empty());
 }

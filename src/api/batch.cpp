@@ -445,6 +445,7 @@ BatchSummary run_batch(const BatchOptions& options, const Runner& runner) {
       r["status"] = "error";
       r["error"] = json{{"code", error_code_name(e.code())}, {"message", e.what()}};
       ++summary.n_errors;
+      summary.errors.emplace_back(e.code(), e.what());
     }
     // dump() with replace: invalid UTF-8 in generated text must not lose the line.
     append_line(fd, summary.results_path, r.dump(-1, ' ', false, json::error_handler_t::replace));

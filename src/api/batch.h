@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gill::batch {
@@ -52,6 +53,8 @@ struct BatchSummary {
   int64_t n_skipped = 0;   // already done in an earlier run
   int64_t n_ok = 0, n_errors = 0;  // run now
   bool stopped = false;    // the stop flag ended the run early
+  // The items that failed in this run, in order: their error code and message (as in the results file).
+  std::vector<std::pair<ErrorCode, std::string>> errors;
   std::filesystem::path results_path, report_path;
 };
 

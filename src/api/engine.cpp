@@ -7,10 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <mutex>
 #include <filesystem>
 #include <fstream>
-
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "api/boundary.h"
@@ -20,6 +19,7 @@
 #include "pipeline/sampling.h"
 #include "util/error.h"
 #include "util/threads.h"
+#include "util/utf8.h"
 
 namespace gill {
 
@@ -115,7 +115,10 @@ struct Engine::Impl {
       const Segment& s = prompt[k];
       pipeline::PromptItem it;
       switch (s.kind) {
-        case Segment::Kind::kText: it.text = s.text; break;
+        case Segment::Kind::kText:
+          detail::require_utf8(s.text, str_cat("prompt segment ", k, " (text)"));
+          it.text = s.text;
+          break;
         case Segment::Kind::kImageFile:
           it.is_image = true;
           it.image = io::load_image(s.image_path);

@@ -1,6 +1,5 @@
-// gill::read_image / gill::write_png: image files through stb_image (decode) and stb_image_write (PNG).
+// gill::read_image / gill::write_png: image files through io::load_image (decode) and stb_image_write (PNG).
 #include <gill/gill.h>
-#include <stb_image.h>
 #include <stb_image_write.h>
 
 #include <cerrno>
@@ -8,27 +7,21 @@
 #include <filesystem>
 
 #include "io/atomic_file.h"
+#include "io/image.h"
 #include "util/error.h"
 
 namespace gill {
 
 using detail::str_cat;
 
+// Decodes like io::load_image (PIL's convert("RGB"), the pixel limit, messages that say what is wrong), so
+// `gill run --image` and an Engine given the file path see the same pixels.
 Image read_image(const std::string& path) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    detail::fail(ErrorCode::kNotFound, str_cat(path, ": no such image file"));
-  const std::string bytes = io::read_file(path);
-  int w = 0, h = 0, channels = 0;
-  stbi_uc* data = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()),
-                                        &w, &h, &channels, 3);
-  if (!data) detail::fail(ErrorCode::kFormat, str_cat(path, ": cannot decode image: ", stbi_failure_reason()));
-  Image im;
-  im.width = w;
-  im.height = h;
-  im.pixels.assign(data, data + static_cast<size_t>(w) * h * 3);
-  stbi_image_free(data);
-  return im;
+  if (std::filesystem::is_directory(path, ec))
+    detail::fail(ErrorCode::kInvalidArgument, str_cat(path, ": is a folder, not an image file"));
+  if (!std::filesystem::exists(path, ec)) detail::fail(ErrorCode::kNotFound, str_cat(path, ": no such image file"));
+  return io::load_image(path);
 }
 
 void write_png(const Image& image, const std::string& path) {

@@ -20,10 +20,12 @@ AtomicFile::AtomicFile(const fs::path& target) : target_(target) {
   fs::path parent = target.parent_path();
   if (!parent.empty() && !fs::exists(parent, ec)) {
     fs::create_directories(parent, ec);
-    if (ec) detail::fail(ErrorCode::kIo, str_cat(parent.string(), ": cannot create folder: ", ec.message()));
+    if (ec)
+      detail::fail(ErrorCode::kIo,
+                   str_cat(target.string(), ": cannot create its folder ", parent.string(), ": ", ec.message()));
   }
   if (!parent.empty() && !fs::is_directory(parent, ec))
-    detail::fail(ErrorCode::kIo, str_cat(parent.string(), ": not a folder"));
+    detail::fail(ErrorCode::kIo, str_cat(target.string(), ": cannot write: ", parent.string(), " is not a folder"));
   std::random_device rd;
   temp_ = target;
   temp_ += str_cat(".tmp-", ::getpid(), "-", rd() % 1000000);

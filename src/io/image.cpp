@@ -65,6 +65,12 @@ Image load_image_from_memory(const void* data, size_t size, const std::string& n
     bad(str_cat(format, " data is corrupt or truncated"));
   }
   if (w <= 0 || h <= 0) bad("zero-sized image");
+  // The header was fine but the pixel data is not: say so, with stb's terse reason ("outofdata") in brackets.
+  auto decode_failed = [&] {
+    const char* format = sniff_format(bytes, size);
+    const char* why = stbi_failure_reason();
+    bad(str_cat(format ? format : "image", " data is corrupt or truncated (", why ? why : "decode failed", ")"));
+  };
   if (static_cast<int64_t>(w) * h > kMaxImagePixels)
     bad(str_cat(w, "x", h, " pixels exceeds the limit of ", kMaxImagePixels, " pixels"));
   Image img;
@@ -76,7 +82,11 @@ Image load_image_from_memory(const void* data, size_t size, const std::string& n
     // 16-bit grayscale: PIL's I;16 -> RGB clips to 255.
     int cw, chh, cc;
     stbi_us* p = stbi_load_16_from_memory(bytes, len, &cw, &chh, &cc, 1);
-    if (!p) bad(stbi_failure_reason() ? stbi_failure_reason() : "decode failed");
+    if (!p) decode_failed();
+    if (cw != w || chh != h) {
+      stbi_image_free(p);
+      bad("inconsistent dimensions");
+    }
     for (size_t k = 0; k < npix; ++k) {
       const uint8_t v = p[k] > 255 ? 255 : static_cast<uint8_t>(p[k]);
       img.pixels[3 * k] = img.pixels[3 * k + 1] = img.pixels[3 * k + 2] = v;
@@ -87,7 +97,7 @@ Image load_image_from_memory(const void* data, size_t size, const std::string& n
   // stb converts 16-bit to 8-bit by the high byte, expands palettes and grays to 3 channels, drops alpha.
   int cw, chh, cc;
   stbi_uc* p = stbi_load_from_memory(bytes, len, &cw, &chh, &cc, 3);
-  if (!p) bad(stbi_failure_reason() ? stbi_failure_reason() : "decode failed");
+  if (!p) decode_failed();
   if (cw != w || chh != h) {
     stbi_image_free(p);
     bad("inconsistent dimensions");

@@ -171,30 +171,38 @@ class Machine {
         }
         case 's': {  // SETITEM
           ValuePtr v = pop(), k = pop();
-          dict_target(top())->entries.emplace_back(k, v);
+          Value* d = dict_target(top());
+          adopt(d, k);
+          adopt(d, v);
+          d->entries.emplace_back(k, v);
           break;
         }
         case 'u': {  // SETITEMS
           auto items = pop_mark();
           if (items.size() % 2) fail_fmt("SETITEMS with an odd number of items");
           Value* d = dict_target(top());
+          for (const auto& x : items) adopt(d, x);
           for (size_t k = 0; k < items.size(); k += 2) d->entries.emplace_back(items[k], items[k + 1]);
           break;
         }
         case 'a': {  // APPEND
           ValuePtr v = pop();
-          list_target(top())->items.push_back(v);
+          Value* l = list_target(top());
+          adopt(l, v);
+          l->items.push_back(v);
           break;
         }
         case 'e': {  // APPENDS
           auto items = pop_mark();
           Value* l = list_target(top());
+          for (const auto& x : items) adopt(l, x);
           l->items.insert(l->items.end(), items.begin(), items.end());
           break;
         }
         case 't': {
           auto t = make(Kind::kTuple);
           t->items = pop_mark();
+          for (const auto& x : t->items) adopt(t.get(), x);
           push(t);
           break;
         }
@@ -204,7 +212,8 @@ class Machine {
           const size_t n = op - 0x84u;
           if (stack_size_above_mark() < n) fail_fmt("tuple from an empty stack");
           auto t = make(Kind::kTuple);
-          t->items.assign(stack_.end() - n, stack_.end());
+          for (auto it = stack_.end() - static_cast<std::ptrdiff_t>(n); it != stack_.end(); ++it) adopt(t.get(), *it);
+          t->items.assign(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end());
           stack_.resize(stack_.size() - n);
           push(t);
           break;
@@ -330,11 +339,24 @@ class Machine {
   }
   Value* dict_target(const ValuePtr& v) {
     if (v->kind != Kind::kDict) fail_fmt(str_cat("SETITEM on a ", kind_name(v->kind)));
+    if (v->contained)
+      fail_fmt("SETITEM on a dict that is already inside another value (cyclic structures are refused)");
     return v.get();
   }
   Value* list_target(const ValuePtr& v) {
     if (v->kind != Kind::kList) fail_fmt(str_cat("APPEND on a ", kind_name(v->kind)));
+    if (v->contained) fail_fmt("APPEND on a list that is already inside another value (cyclic structures are refused)");
     return v.get();
+  }
+  // Records that `child` goes into `parent`: the child is frozen from now on (no cycles can form, since a container
+  // only ever receives values while it is not inside anything), and the parent's depth is bounded.
+  void adopt(Value* parent, const ValuePtr& child) {
+    if (child.get() == parent) fail_fmt(str_cat("a ", kind_name(parent->kind), " cannot contain itself"));
+    child->contained = true;
+    if (child->depth + 1u > parent->depth) {
+      parent->depth = child->depth + 1u;
+      if (parent->depth > lim_.max_depth) fail_fmt(str_cat("containers nested deeper than ", lim_.max_depth));
+    }
   }
 
   ValuePtr resolve_global(const std::string& module, const std::string& name) {
@@ -547,9 +569,17 @@ ValuePtr unpickle(std::string_view data, const std::string& where, const Limits&
   return m.run();
 }
 
-void flatten(const ValuePtr& v, const std::string& prefix, std::vector<std::pair<std::string, ValuePtr>>& out,
-             size_t max_depth) {
+namespace {
+
+// Values flatten() may visit: far more than any checkpoint has, far fewer than a shared-subtree bomb would expand to.
+constexpr size_t kMaxFlattenVisits = size_t(1) << 20;
+
+void flatten_rec(const ValuePtr& v, const std::string& prefix, std::vector<std::pair<std::string, ValuePtr>>& out,
+                 size_t max_depth, size_t& visits) {
   if (max_depth == 0) detail::fail(ErrorCode::kFormat, str_cat("'", prefix, "': nested too deeply"));
+  if (++visits > kMaxFlattenVisits)
+    detail::fail(ErrorCode::kFormat, str_cat("more than ", kMaxFlattenVisits,
+                                             " nested values (shared containers expanding without bound?)"));
   auto join = [&](const std::string& k) { return prefix.empty() ? k : prefix + "." + k; };
   if (v->kind == Kind::kDict) {
     for (auto& [k, x] : v->entries) {
@@ -561,7 +591,7 @@ void flatten(const ValuePtr& v, const std::string& prefix, std::vector<std::pair
       } else {
         detail::fail(ErrorCode::kFormat, str_cat("'", prefix, "': dict key of type ", kind_name(k->kind)));
       }
-      flatten(x, join(key), out, max_depth - 1);
+      flatten_rec(x, join(key), out, max_depth - 1, visits);
     }
   } else if ((v->kind == Kind::kList || v->kind == Kind::kTuple) && !v->items.empty() && !prefix.empty()) {
     bool any_container = false;
@@ -571,10 +601,19 @@ void flatten(const ValuePtr& v, const std::string& prefix, std::vector<std::pair
       out.emplace_back(prefix, v);
       return;
     }
-    for (size_t k = 0; k < v->items.size(); ++k) flatten(v->items[k], join(std::to_string(k)), out, max_depth - 1);
+    for (size_t k = 0; k < v->items.size(); ++k)
+      flatten_rec(v->items[k], join(std::to_string(k)), out, max_depth - 1, visits);
   } else {
     out.emplace_back(prefix, v);
   }
+}
+
+}  // namespace
+
+void flatten(const ValuePtr& v, const std::string& prefix, std::vector<std::pair<std::string, ValuePtr>>& out,
+             size_t max_depth) {
+  size_t visits = 0;
+  flatten_rec(v, prefix, out, max_depth, visits);
 }
 
 }  // namespace gill::io::pickle

@@ -40,6 +40,10 @@ struct Value {
   std::vector<int64_t> sizes, strides;
   std::string storage_type;  // kStorage: "FloatStorage", ...; kNdArray: numpy descr ("<f4")
   std::string location;      // kStorage: "cuda:0", "cpu"
+  // Unpickler bookkeeping: nesting depth of a container (1 + its deepest child), and whether it already sits
+  // inside another value (then it may no longer change: this rules out cycles, which torch.save never writes).
+  uint32_t depth = 0;
+  bool contained = false;
 
   // Short readable form for messages and `gill inspect` ("5", "'abc'", "[3 items]", "tensor").
   std::string repr() const;
@@ -48,8 +52,8 @@ struct Value {
 const char* kind_name(Kind k);
 
 struct Limits {
-  size_t max_depth = 200;           // nested MARKs / containers
-  size_t max_stack = 1u << 22;      // values on the stack plus marks
+  size_t max_depth = 200;       // nested MARKs, and containers nested in containers
+  size_t max_stack = 1u << 20;  // values on the stack
   size_t max_memo = 1u << 22;
 };
 
@@ -61,7 +65,8 @@ ValuePtr unpickle(std::string_view data, const std::string& where, const Limits&
 // The allow-list, for messages and tests.
 bool is_allowed_global(const std::string& module, const std::string& name);
 
-// Flattens nested dicts/lists into "a.b.0.c" leaves (dict keys: strings or ints). Depth-limited.
+// Flattens nested dicts/lists into "a.b.0.c" leaves (dict keys: strings or ints). Depth-limited, and bounded in
+// the values it visits (a container shared under many keys cannot blow up into billions of leaves).
 void flatten(const ValuePtr& v, const std::string& prefix, std::vector<std::pair<std::string, ValuePtr>>& out,
              size_t max_depth = 64);
 

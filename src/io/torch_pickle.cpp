@@ -88,6 +88,16 @@ TorchPickleFile::TorchPickleFile(const std::filesystem::path& path) : path_(path
       if (v->sizes[k] == 0) empty = true;
       else last += static_cast<uint64_t>(v->sizes[k] - 1) * static_cast<uint64_t>(v->strides[k]);
     }
+    // Stride-0 dimensions can make a view far larger than its storage; nothing real comes near 2^48 elements.
+    const uint64_t kMaxNumel = uint64_t(1) << 48;
+    uint64_t view_numel = 1;
+    for (int64_t s : v->sizes) {
+      if (s == 0) continue;
+      if (static_cast<uint64_t>(s) > kMaxNumel / view_numel)
+        detail::fail(ErrorCode::kFormat, str_cat(where, ": tensor '", name, "' of shape ", detail::shape_str(v->sizes),
+                                                 " has too many elements"));
+      view_numel *= static_cast<uint64_t>(s);
+    }
     if (!empty && last >= numel)
       detail::fail(ErrorCode::kFormat,
                    str_cat(where, ": tensor '", name, "' of shape ", detail::shape_str(v->sizes), " at offset ",

@@ -37,7 +37,8 @@ ZipArchive::ZipArchive(std::shared_ptr<MappedFile> file) : file_(std::move(file)
     // zip64 end of central directory locator just before the EOCD.
     if (eocd < 20 || le(d + eocd - 20, 4) != 0x07064b50) bad("zip64 archive without a zip64 locator");
     const uint64_t z = le(d + eocd - 20 + 8, 8);
-    if (z > n - 56 || le(d + z, 4) != 0x06064b50) bad("zip64 end of central directory is missing or truncated");
+    if (n < 56 || z > n - 56 || le(d + z, 4) != 0x06064b50)
+      bad("zip64 end of central directory is missing or truncated");
     count = le(d + z + 32, 8);
     cd_size = le(d + z + 40, 8);
     cd_off = le(d + z + 48, 8);

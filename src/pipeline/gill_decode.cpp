@@ -39,7 +39,12 @@ DecodeResult decode(DecoderLM& lm, const torch::Tensor& prompt_embeds, const Dec
   GILL_CHECK(opt.n_words > 0, ErrorCode::kInvalidArgument, "the number of words to generate must be > 0 (got ",
              opt.n_words, ")");
   DecodeResult r;
-  if (prompt_embeds.defined() && prompt_embeds.size(1) > 0) {
+  const int64_t n_prompt = prompt_embeds.defined() ? prompt_embeds.size(1) : 0;
+  GILL_CHECK(lm.n_past() + n_prompt <= lm.max_positions(), ErrorCode::kInvalidArgument, "the prompt needs ", n_prompt,
+             " positions (its text tokens plus the visual tokens of its images)",
+             lm.n_past() > 0 ? str_cat(" after ", lm.n_past(), " from earlier turns") : std::string(),
+             ", more than the LM's context of ", lm.max_positions(), " positions (max_position_embeddings)");
+  if (n_prompt > 0) {
     auto out = lm.feed(prompt_embeds);
     last_logits = out.logits[-1];
   }
@@ -61,6 +66,14 @@ DecodeResult decode(DecoderLM& lm, const torch::Tensor& prompt_embeds, const Dec
     // The reference never feeds the last step's tokens (it has no hidden states for an [IMG] block chosen last,
     // and crashes); we feed a block always, and text only when a following turn needs it.
     if (!last || next == ids.img[0] || opt.feed_final_tokens) {
+      if (lm.n_past() + static_cast<int64_t>(chosen.size()) > lm.max_positions()) {
+        r.stop_reason = "max_positions";
+        if (next == ids.img[0]) {  // a block without hidden states cannot be processed: drop it
+          r.ids.resize(r.ids.size() - chosen.size());
+          r.img0_positions.pop_back();
+        }
+        break;
+      }
       auto out = lm.feed(lm.embed(chosen));
       hidden_rows.push_back(out.hidden);
       last_logits = out.logits[-1];

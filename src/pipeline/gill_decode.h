@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,8 @@ class DecoderLM {
   virtual torch::Tensor embed(const std::vector<int64_t>& ids) = 0;
   // Number of positions fed so far.
   virtual int64_t n_past() const = 0;
+  // Most positions the model can hold (OPT: max_position_embeddings); the loop never feeds past it.
+  virtual int64_t max_positions() const { return std::numeric_limits<int64_t>::max(); }
 };
 
 struct DecodeOptions {
@@ -66,6 +69,9 @@ struct DecodeResult {
                                      //  tokens chosen at the last step are only fed when needed)
   std::vector<torch::Tensor> step_logits;  // per step, the row after the rules ([V] float32)
   std::vector<int64_t> img0_positions;     // indices j in ids where ids[j] == [IMG0]
+  // "n_words", or "max_positions": the LM's context was full (a text token chosen then is kept but not fed; an
+  // [IMG] block that no longer fits is dropped, since it would have no hidden states).
+  std::string stop_reason = "n_words";
 };
 
 // Runs the loop. `prompt_embeds` [1, L0, D] is fed first unless it is empty (a continued chat turn, where the

@@ -2,6 +2,8 @@
 // retrieval / decision / generation), GILLModel.get_visual_embs.
 #include "pipeline/gill_generate.h"
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <regex>
 
@@ -137,6 +139,9 @@ TurnResult run_turn(GILLWeights& w, Backbones& b, const std::vector<PromptItem>&
   auto dec = decode(*b.lm, embeds, opt.decode, b.token_ids, sampler, dump);
   r.decode_s = seconds_since(t0);
   r.ids = dec.ids;
+  if (dec.stop_reason == "max_positions")
+    spdlog::warn("generation stopped after {} tokens: the LM's context of {} positions is full", dec.ids.size(),
+                 b.lm->max_positions());
 
   auto seg = split_output(dec, b.token_ids, opt.max_num_rets, b.detokenize);
   r.text = b.detokenize(seg.ids);

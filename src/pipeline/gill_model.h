@@ -30,6 +30,7 @@ class OPTDecoderLM : public DecoderLM {
   Out feed(const torch::Tensor& embeds) override;
   torch::Tensor embed(const std::vector<int64_t>& ids) override;
   int64_t n_past() const override { return cache_.length(); }
+  int64_t max_positions() const override { return lm_->config().max_position_embeddings; }
   void reset() { cache_.clear(); }
   models::KVCache& cache() { return cache_; }
 

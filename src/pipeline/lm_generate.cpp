@@ -6,6 +6,7 @@
 
 #include "io/tensor_source.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 #if __has_include("tokenizer/tokenizer.h")
 #include "tokenizer/tokenizer.h"
@@ -145,6 +146,8 @@ LmRunResult run_lm(const LmRunOptions& opt, std::ostream* stream, io::TensorDump
   c10::InferenceMode guard;
   LmRunResult res;
   const torch::Dtype dtype = parse_lm_dtype(opt.dtype);
+  detail::require_utf8(opt.prompt, "the prompt");
+  for (const auto& s : opt.stop_strings) detail::require_utf8(s, "the stop string '" + s + "'");
   auto t0 = std::chrono::steady_clock::now();
   auto model = models::load_opt(opt.lm_dir, models::ModuleOptions{dtype, torch::kCPU});
   res.load_s = since(t0);

@@ -49,7 +49,10 @@ void write_index(const fs::path& dir, const RetrievalIndex& index) {
   GILL_CHECK(index.embeddings.defined() && index.embeddings.dim() == 2 &&
                  index.embeddings.size(0) == index.size(),
              ErrorCode::kInvalidArgument, "write_index: embeddings and paths disagree");
-  fs::create_directories(dir);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  GILL_CHECK(!ec && fs::is_directory(dir), ErrorCode::kIo, dir.string(), ": cannot create the index folder",
+             ec ? ": " + ec.message() : std::string(": it is not a folder"));
   nlohmann::json paths = index.paths;
   io::write_safetensors(dir / kIndexFileName, {{"embeddings", index.embeddings.to(torch::kFloat32).contiguous()}},
                         {{"format", "gill-retrieval-index"}, {"version", "1"}, {"paths", paths.dump()}});

@@ -4,6 +4,7 @@
 
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace gill::pipeline {
 
@@ -96,6 +97,7 @@ torch::Tensor StableDiffusion::denoise(const SDParams& p, const ProgressCallback
     GILL_CHECK(cond.dim() == 3 && cond.size(0) == 1 && cond.size(2) == D, ErrorCode::kShapeMismatch,
                "prompt embeddings have shape ", detail::shape_str(cond.sizes().vec()), ", expected [1, T, ", D, "]");
   } else {
+    detail::require_utf8(p.prompt, "the prompt");
     cond = encode_prompt(p.prompt);
   }
   const bool do_cfg = p.guidance_scale > 1.0;
@@ -106,6 +108,7 @@ torch::Tensor StableDiffusion::denoise(const SDParams& p, const ProgressCallback
     GILL_CHECK(uncond.sizes() == cond.sizes(), ErrorCode::kShapeMismatch, "negative prompt embeddings have shape ",
                detail::shape_str(uncond.sizes().vec()), ", expected ", detail::shape_str(cond.sizes().vec()));
   } else if (do_cfg) {
+    detail::require_utf8(p.negative_prompt, "the negative prompt");
     uncond = uncond_embeddings(p.negative_prompt, cond.size(1));
   }
   io::dump_tensor(dump, "sd.text_emb", cond);

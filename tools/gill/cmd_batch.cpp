@@ -9,6 +9,7 @@
 #include "api/batch.h"
 #include "api_options.h"
 #include "cli_common.h"
+#include "output_checks.h"
 #include "util/progress.h"
 
 namespace gill::cli {
@@ -58,6 +59,7 @@ void register_batch(CLI::App& app, Context& ctx) {
       bo.write_report = !a->no_report;
       // Fail on a bad input file before spending minutes on loading.
       const auto n_items = batch::read_items(bo.input, bo.defaults).size();
+      check_output_dir(a->out_dir, "-o");
       const ProgressStyle style = progress_style_for(stderr, ctx.verbosity < 0);
       EngineOptions eo = a->engine;
       eo.on_progress = make_progress_callback(style);
@@ -82,7 +84,15 @@ void register_batch(CLI::App& app, Context& ctx) {
                 << " errors" << (s.stopped ? " (stopped by SIGINT; rerun to resume)" : "") << "\n  results: "
                 << s.results_path.string() << "\n";
       if (!s.report_path.empty()) std::cerr << "  report:  " << s.report_path.string() << "\n";
-      return s.stopped ? 130 : 0;
+      // Failed items do not stop the run (their lines record the error), but the exit status reports them: the
+      // code of the first failure, so a script notices.
+      const size_t kShown = 20;
+      for (size_t k = 0; k < s.errors.size() && k < kShown; ++k)
+        std::cerr << "gill batch: error: " << s.errors[k].second << "\n";
+      if (s.errors.size() > kShown)
+        std::cerr << "gill batch: ... and " << s.errors.size() - kShown << " more errors (see the results file)\n";
+      if (s.stopped) return 130;
+      return s.errors.empty() ? 0 : exit_code_for(s.errors.front().first);
     };
   });
 }

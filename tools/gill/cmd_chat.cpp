@@ -9,6 +9,7 @@
 #include "api_options.h"
 #include "cli_common.h"
 #include "gill_outputs.h"
+#include "output_checks.h"
 #include "util/error.h"
 #include "util/progress.h"
 
@@ -30,6 +31,7 @@ std::string trim(const std::string& s) {
 
 int run_chat(ChatArgs& a, const Context& ctx) {
   a.gen.validate();
+  check_output_dir(a.out_dir, "-o");
   const ProgressStyle style = progress_style_for(stderr, ctx.verbosity < 0);
   EngineOptions eo = a.engine;
   eo.on_progress = make_progress_callback(style);

@@ -6,6 +6,7 @@
 #include "cli_common.h"
 #include "io/tensor_dump.h"
 #include "models/clip_vision.h"
+#include "output_checks.h"
 #include "util/error.h"
 #if __has_include("io/image.h")
 #include "io/image.h"
@@ -32,6 +33,7 @@ gill::Image load_image_file(const std::string& path) {
 }
 
 int run(const EmbedImageOptions& o) {
+  if (!o.dump_path.empty()) check_output_file(o.dump_path, "--dump-tensors");
   const auto dtype = io::parse_torch_dtype(o.dtype);
   GILL_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16 || dtype == torch::kFloat16,
              ErrorCode::kInvalidArgument, "--dtype ", o.dtype, ": expected fp32, bf16 or fp16");

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "output_checks.h"
 #include "pipeline/gill_index.h"
 #include "pipeline/lm_generate.h"
 #include "util/error.h"
@@ -30,6 +31,7 @@ void register_index(CLI::App& app, Context& ctx) {
   sub->add_option("--dtype", a->dtype, "fp32 | bf16")->capture_default_str();
   sub->callback([&ctx, a] {
     ctx.action = [&ctx, a] {
+      check_output_dir(a->out, "-o");
       pipeline::IndexBuildOptions o;
       o.paths.root = a->root;
       o.paths.clip = a->clip;

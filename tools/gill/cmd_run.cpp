@@ -6,17 +6,18 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "api_options.h"
 #include "cli_common.h"
 #include "gill_outputs.h"
 #include "io/tensor_dump.h"
+#include "output_checks.h"
 #include "pipeline/lm_generate.h"
 #include "util/error.h"
 #include "util/progress.h"
+#include "util/utf8.h"
 
 namespace gill::cli {
 
@@ -74,6 +75,7 @@ int run_lm_only(RunArgs& a) {
   o.stop_on_eos = !a.no_eos;
   o.use_cache = !a.no_cache;
   o.dump_hidden = a.dump_hidden;
+  if (!a.dump_path.empty()) check_output_file(a.dump_path, "--dump-tensors");
   io::TensorDump dump;
   auto r = pipeline::run_lm(o, &std::cout, a.dump_path.empty() ? nullptr : &dump);
   if (!a.dump_path.empty()) dump.write(a.dump_path);
@@ -87,6 +89,12 @@ int run_gill(RunArgs& a, const Context& ctx) {
   GILL_CHECK(!a.prompt.empty(), ErrorCode::kInvalidArgument,
              "empty prompt: give at least one -p TEXT or --image FILE");
   GILL_CHECK(!a.out_dir.empty(), ErrorCode::kInvalidArgument, "gill run: give the output folder with -o OUT_DIR");
+  for (size_t k = 0, n = 0; k < a.prompt.size(); ++k)
+    if (a.prompt[k].kind == Segment::Kind::kText) detail::require_utf8(a.prompt[k].text, detail::str_cat("-p #", ++n));
+  // Every output must be writable before gigabytes of weights are loaded.
+  check_output_dir(a.out_dir, "-o");
+  if (!a.json_path.empty()) check_output_file(a.json_path, "--json");
+  if (!a.dump_path.empty()) check_output_file(a.dump_path, "--dump-tensors");
   // Decode every image before loading gigabytes of weights.
   Prompt prompt = a.prompt;
   for (auto& s : prompt)

@@ -1,22 +1,23 @@
 // gill sd — Stable Diffusion text-to-image from a diffusers SD folder, as diffusers 0.17.1's
 // StableDiffusionPipeline (no safety checker). Writes a PNG with the prompt, seed, steps, scale and scheduler in
 // text chunks.
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
 
 #include "cli_common.h"
+#include "io/atomic_file.h"
+#include "io/image.h"
 #include "io/safetensors.h"
 #include "io/tensor_dump.h"
 #include "io/tensor_source.h"
-#include <spdlog/spdlog.h>
-
-#include "io/atomic_file.h"
-#include "io/image.h"
+#include "output_checks.h"
 #include "pipeline/sd_pipeline.h"
 #include "schedulers/scheduler.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace gill::cli {
 
@@ -27,19 +28,9 @@ struct SdArgs {
   pipeline::SDParams params;
 };
 
-// Fails before any work when the output cannot be created (its folder is missing or not writable).
-void check_output_path(const std::filesystem::path& out) {
-  namespace fs = std::filesystem;
-  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
-  GILL_CHECK(fs::is_directory(parent), ErrorCode::kIo, "cannot write ", out.string(), ": no such folder ",
-             parent.string());
-  GILL_CHECK(!fs::is_directory(out), ErrorCode::kIo, "cannot write ", out.string(), ": it is a folder");
-  GILL_CHECK(::access(parent.c_str(), W_OK) == 0, ErrorCode::kIo, "cannot write ", out.string(),
-             ": folder is not writable");
-}
-
 int run_sd(const SdArgs& a, const Context& ctx) {
-  check_output_path(a.output);
+  check_output_file(a.output, "-o", /*parents_created=*/false);
+  if (!a.dump_path.empty()) check_output_file(a.dump_path, "--dump-tensors");
   pipeline::SDParams params = a.params;
   if (!a.init_latents_path.empty()) {
     auto src = io::open_tensors(a.init_latents_path);
@@ -116,6 +107,8 @@ void register_sd(CLI::App& app, Context& ctx) {
                ErrorCode::kInvalidArgument, "unknown scheduler '", p.scheduler,
                "' (expected one of: pndm, ddim, euler, dpm++2m)");
     GILL_CHECK(p.n_steps >= 1, ErrorCode::kInvalidArgument, "--steps must be at least 1, got ", p.n_steps);
+    detail::require_utf8(p.prompt, "-p");
+    detail::require_utf8(p.negative_prompt, "--negative-prompt");
     GILL_CHECK(p.width >= 0 && p.width % 8 == 0, ErrorCode::kInvalidArgument,
                "--width must be a positive multiple of 8, got ", p.width);
     GILL_CHECK(p.height >= 0 && p.height % 8 == 0, ErrorCode::kInvalidArgument,

@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "gill 0.1.0");
   gill::cli::Context ctx;
   app.add_option("-t,--threads", ctx.threads, "CPU threads for libtorch (default: number of physical cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 4096));
   app.add_flag_function("-v,--verbose", [&](int64_t n) { ctx.verbosity += static_cast<int>(n); },
                         "More log output (repeat for more)");
   app.add_flag_function("-q,--quiet", [&](int64_t n) { ctx.verbosity -= static_cast<int>(10 * n); },
@@ -54,6 +54,23 @@ int main(int argc, char** argv) {
 #define GILL_COMMAND(name) gill::cli::register_##name(app, ctx);
 #include "gill_commands.inc"
 #undef GILL_COMMAND
+
+  // The first word that is not an option names the command; CLI11 alone would only say "A subcommand is required".
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-t" || arg == "--threads") {
+      ++i;
+      continue;
+    }
+    if (arg == "--") break;
+    if (!arg.empty() && arg[0] == '-') continue;
+    if (!app.get_subcommands([&](CLI::App* s) { return s->check_name(arg); }).empty()) break;
+    std::string names;
+    for (const CLI::App* s : app.get_subcommands([](CLI::App*) { return true; }))
+      names += (names.empty() ? "" : ", ") + s->get_name();
+    std::cerr << "gill: error: unknown command '" << arg << "' (commands: " << names << ")\n";
+    return gill::exit_code_for(gill::ErrorCode::kInvalidArgument);
+  }
 
   try {
     app.parse(argc, argv);
