@@ -10,7 +10,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cmath>
 #include <ctime>
 #include <fstream>
 #include <iostream>
@@ -148,16 +147,15 @@ void fill_random_fast(torch::nn::Module& module, uint64_t seed) {
   }
 }
 
+// Builds a module in memory and fills it; records seconds and parameter count under load[name].
 template <typename M, typename Make>
-M build(Make&& make, uint64_t seed, double* seconds, int64_t* params = nullptr) {
+M build(nlohmann::json& load, const char* name, Make&& make, uint64_t seed) {
   bench::Timer t;
   M m = make();
   fill_random_fast(*m, seed);
-  if (params) {
-    *params = 0;
-    for (const auto& p : m->parameters()) *params += p.numel();
-  }
-  *seconds = t.seconds();
+  int64_t n = 0;
+  for (const auto& p : m->parameters()) n += p.numel();
+  load[name] = {{"s", t.seconds()}, {"params", n}};
   return m;
 }
 
@@ -217,17 +215,14 @@ class TimedLM : public pipeline::DecoderLM {
   pipeline::OPTDecoderLM inner_;
 };
 
-// What one turn's SD call recorded.
-struct SDRecord {
-  Span text_encoder, vae, total;
-  std::vector<Span> unet_calls;
-};
-
 struct TurnRecord {
   pipeline::TurnResult result;
   Span turn;
   std::vector<Span> clip;  // each CLIP call (prompt image, then the re-ranking of a generated image)
-  SDRecord sd;
+  struct {
+    Span text_encoder, vae, total;
+    std::vector<Span> unet_calls;
+  } sd;
   std::vector<std::pair<int64_t, Span>> feeds;
   Span lm_total() const {
     Span sum;
@@ -252,8 +247,7 @@ std::pair<double, double> fit_line(const std::vector<std::pair<int64_t, double>>
 std::string loadavg() {
   std::ifstream f("/proc/loadavg");
   std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
+  return f >> a >> b >> c ? a + " " + b + " " + c : std::string();
 }
 
 int run_bench_turn(const BenchTurnOptions& o) {
@@ -284,22 +278,20 @@ int run_bench_turn(const BenchTurnOptions& o) {
 
   // ---- Build every component in memory: constructor (torch::empty) + a seeded random fill. No file is read.
   nlohmann::json load;
-  double s = 0;
-  int64_t n = 0;
-  auto lm_model = build<models::OPTForCausalLM>([&] { return models::OPTForCausalLM(sh.opt, mo); }, 1, &s, &n);
+  auto lm_model = build<models::OPTForCausalLM>(
+      load, "opt", [&] { return models::OPTForCausalLM(sh.opt, mo); }, 1);
   lm_model->set_compute_dtype(models::default_compute_dtype(dtype, torch::kCPU));
-  load["opt"] = {{"s", s}, {"params", n}};
-  spdlog::info("OPT built ({} params) in {:.1f} s", n, s);
-  auto clip = build<models::CLIPVisionModel>([&] { return models::CLIPVisionModel(sh.clip, mo); }, 2, &s, &n);
+  spdlog::info("OPT built in {:.1f} s", load["opt"]["s"].get<double>());
+  auto clip = build<models::CLIPVisionModel>(
+      load, "clip_vision", [&] { return models::CLIPVisionModel(sh.clip, mo); }, 2);
   clip->eval();
-  load["clip_vision"] = {{"s", s}, {"params", n}};
-  // The GILL heads are small (~45M parameters): fp32, which the pipeline's fp32 hidden states need.
+  // The GILL heads are small (~50M parameters): fp32, which the pipeline's fp32 hidden states need.
   pipeline::GILLWeights w;
   w.dims = sh.dims;
-  w.heads = build<models::GILLHeads>([&] { return models::GILLHeads(sh.dims, mo32); }, 3, &s, &n);
-  w.decision = models::DecisionHead(sh.dims.lm_hidden, mo32);
-  fill_random_fast(*w.decision, 4);
-  load["gill_heads"] = {{"s", s}, {"params", n}};
+  w.heads = build<models::GILLHeads>(
+      load, "gill_heads", [&] { return models::GILLHeads(sh.dims, mo32); }, 3);
+  w.decision = build<models::DecisionHead>(
+      load, "decision", [&] { return models::DecisionHead(sh.dims.lm_hidden, mo32); }, 4);
   w.img_rows = lm_model->embedding_weight().narrow(0, 50266, 8).to(torch::kFloat32);
   {
     bench::Timer t;  // the retrieval matrix (normalised x exp(logit_scale)), filled in chunks to bound memory
@@ -314,13 +306,13 @@ int run_bench_turn(const BenchTurnOptions& o) {
     for (int64_t i = 0; i < index_size; ++i) w.index.paths[static_cast<size_t>(i)] = std::to_string(i);
     load["retrieval_index"] = {{"s", t.seconds()}, {"candidates", index_size}};
   }
-  auto unet = build<models::UNet2DConditionModel>([&] { return models::UNet2DConditionModel(sh.unet, mo); }, 6, &s, &n);
-  load["unet"] = {{"s", s}, {"params", n}};
-  auto vae = build<models::AutoencoderKL>([&] { return models::AutoencoderKL(sh.vae, mo); }, 7, &s, &n);
-  load["vae"] = {{"s", s}, {"params", n}};
-  auto text_encoder = build<models::CLIPTextModel>([&] { return models::CLIPTextModel(sh.text, mo); }, 8, &s, &n);
+  auto unet = build<models::UNet2DConditionModel>(
+      load, "unet", [&] { return models::UNet2DConditionModel(sh.unet, mo); }, 6);
+  auto vae = build<models::AutoencoderKL>(
+      load, "vae", [&] { return models::AutoencoderKL(sh.vae, mo); }, 7);
+  auto text_encoder = build<models::CLIPTextModel>(
+      load, "text_encoder", [&] { return models::CLIPTextModel(sh.text, mo); }, 8);
   text_encoder->eval();
-  load["text_encoder"] = {{"s", s}, {"params", n}};
   auto sd =
       pipeline::StableDiffusion::from_modules(unet, vae, sd15_scheduler(), pipeline::SDOptions{dtype, torch::kCPU});
   double load_total = 0;
