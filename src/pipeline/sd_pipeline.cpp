@@ -23,6 +23,21 @@ StableDiffusion StableDiffusion::load_without_text_encoder(const fs::path& dir, 
   return load_impl(dir, options, false);
 }
 
+StableDiffusion StableDiffusion::from_modules(models::UNet2DConditionModel unet, models::AutoencoderKL vae,
+                                              const schedulers::SchedulerConfig& scheduler,
+                                              const SDOptions& options) {
+  GILL_CHECK(!unet.is_empty() && !vae.is_empty(), ErrorCode::kInvalidArgument,
+             "StableDiffusion::from_modules: a UNet and a VAE are required");
+  StableDiffusion sd;
+  sd.options_ = options;
+  sd.scheduler_config_ = scheduler;
+  sd.unet_ = std::move(unet);
+  sd.unet_->eval();
+  sd.vae_ = std::move(vae);
+  sd.vae_->eval();
+  return sd;
+}
+
 StableDiffusion StableDiffusion::load_impl(const fs::path& dir, const SDOptions& options, bool text) {
   return detail::with_context(str_cat("loading Stable Diffusion from ", dir.string()), [&] {
     GILL_CHECK(fs::is_directory(dir), ErrorCode::kNotFound, "no such folder: ", dir.string());

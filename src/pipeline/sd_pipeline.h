@@ -57,6 +57,11 @@ class StableDiffusion {
   static StableDiffusion load(const std::filesystem::path& dir, const SDOptions& options = {});
   // Loads without the text encoder and tokenizer: only prompt_embeds / negative_prompt_embeds can be used.
   static StableDiffusion load_without_text_encoder(const std::filesystem::path& dir, const SDOptions& options = {});
+  // A pipeline over a UNet and a VAE already in memory, without text encoder and tokenizer (prompt_embeds and,
+  // for guidance, negative_prompt_embeds must be given): `gill bench turn` builds SD at the real shapes with
+  // random weights this way. kInvalidArgument when a module is missing.
+  static StableDiffusion from_modules(models::UNet2DConditionModel unet, models::AutoencoderKL vae,
+                                      const schedulers::SchedulerConfig& scheduler, const SDOptions& options = {});
 
   // last_hidden_state of the CLIP text encoder for the prompt padded/truncated to 77 tokens: [1, 77, D] float32.
   torch::Tensor encode_prompt(const std::string& prompt);
