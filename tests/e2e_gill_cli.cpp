@@ -96,6 +96,19 @@ TEST_F(GillCli, AlwaysGenerateWritesAPngWithItsSettings) {
   EXPECT_TRUE(seed_ok && sched_ok);
 }
 
+TEST_F(GillCli, Bf16RunsAWholeTurnWithABlock) {
+  // bf16 storage: the heads get the LM's fp32 hidden states cast to their dtype (a block used to fail here).
+  const auto out = *dir_ / "bf16", js = *dir_ / "bf16.json";
+  auto args = forced(out, js);
+  args.insert(args.end(), {"--dtype", "bf16", "--always-generate"});
+  auto r = run_cli(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = read_json(js);
+  ASSERT_EQ(j["images"].size(), 1u);
+  EXPECT_TRUE(fs::exists(j["images"][0]["generated"]["file"].get<std::string>()));
+  EXPECT_EQ(j["images"][0]["retrieved"].size(), 1u);
+}
+
 TEST_F(GillCli, ScriptedChatKeepsThreeTurns) {
   const auto out = *dir_ / "chat", save = *dir_ / "chat.json";
   const std::string script = "/image " + image().string() + "\nWhat is this?\nTell me more.\nAnd now?\n/save " +

@@ -65,7 +65,8 @@ BlockResult process_block(GILLWeights& w, Backbones& b, const ImgBlock& block, c
   BlockResult r;
   r.position = block.position;
   r.caption = block.caption;
-  auto hidden = block.hidden.unsqueeze(0);  // [1, 8, D]
+  // The heads run in their storage dtype (bf16 with --dtype bf16); the LM hands out fp32 hidden states.
+  auto hidden = block.hidden.unsqueeze(0).to(w.heads->logit_scale.scalar_type());  // [1, 8, D]
   dump_block(dump, "gill.img_hidden", k, block.hidden);
 
   // Decision: the final hidden state at [IMG0], no projection (gill-spec §8.3). Class 0 generate, 1 retrieve.
