@@ -1,10 +1,11 @@
 // libFuzzer target: CLIP preprocessing (Pillow resampler, crop with padding, normalise) on arbitrary image sizes,
 // scales, filters and pixels. Any input must either succeed or throw gill::Error; nothing else (no crash, no
-// sanitizer report, no other exception).
+// sanitizer report, no other exception). Run: tools/fuzz.sh clip_preprocess SECONDS.
+#include <gill/error.h>
+
 #include <cstddef>
 #include <cstdint>
 
-#include <gill/error.h>
 #include "models/clip_image_processor.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

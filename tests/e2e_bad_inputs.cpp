@@ -2,7 +2,8 @@
 // option or output path, with the exit code and the message substring it must produce. Each case may first
 // prepare its own folder (copies of the tiny model with a file truncated, removed, rewritten or a config key
 // changed), and names outputs that must not exist afterwards (no half-written PNG, JSON or dump). One tiny model
-// (gill make-tiny) is shared by all cases; cases run two at a time (GILL_BAD_INPUT_JOBS overrides).
+// (gill make-tiny) is shared by all cases; cases run two at a time (GILL_BAD_INPUT_JOBS overrides;
+// GILL_BAD_INPUT_CASES=a,b runs only those). Format and conventions: docs/hardening.md.
 //
 // Case fields: name, args, exit, message; optional stdin, setup [ops], absent [paths], no_files_under [folders],
 // skip_if_root (reason). Ops: {"copy", "to"}, {"truncate", "size" | "keep"}, {"write", "text"},
@@ -179,6 +180,12 @@ TEST(BadInputs, Catalogue) {
   const auto made = gill::test::run_cli({"-q", "make-tiny", env.tiny.string()});
   ASSERT_EQ(made.exit_code, 0) << made.err;
 
+  // GILL_BAD_INPUT_CASES=name,name runs only those cases (when debugging one).
+  std::set<std::string> only;
+  if (const char* o = std::getenv("GILL_BAD_INPUT_CASES")) {
+    std::stringstream ss(o);
+    for (std::string n; std::getline(ss, n, ',');) only.insert(n);
+  }
   int jobs = 2;
   if (const char* j = std::getenv("GILL_BAD_INPUT_JOBS")) jobs = std::max(1, std::atoi(j));
   std::vector<Outcome> outcomes(cases.size());
@@ -186,7 +193,14 @@ TEST(BadInputs, Catalogue) {
   std::vector<std::thread> pool;
   for (int t = 0; t < jobs; ++t)
     pool.emplace_back([&] {
-      for (size_t k; (k = next++) < cases.size();) outcomes[k] = run_case(cases[k], env);
+      for (size_t k; (k = next++) < cases.size();) {
+        if (!only.empty() && !only.count(cases[k]["name"].get<std::string>())) {
+          outcomes[k].name = cases[k]["name"].get<std::string>();
+          outcomes[k].skipped = "not in GILL_BAD_INPUT_CASES";
+          continue;
+        }
+        outcomes[k] = run_case(cases[k], env);
+      }
     });
   for (auto& t : pool) t.join();
 
@@ -194,7 +208,7 @@ TEST(BadInputs, Catalogue) {
   for (const auto& o : outcomes) {
     if (!o.skipped.empty()) {
       ++n_skipped;
-      std::cout << "[ SKIPPED  ] " << o.name << ": " << o.skipped << "\n";
+      if (only.empty()) std::cout << "[ SKIPPED  ] " << o.name << ": " << o.skipped << "\n";
       continue;
     }
     EXPECT_TRUE(o.failure.empty()) << o.name << ": " << o.failure;

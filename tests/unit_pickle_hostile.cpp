@@ -137,12 +137,17 @@ TEST(PickleHostile, AbsurdSizesAreRefusedWithoutAllocating) {
         io::pickle::unpickle(bytes({0x80, 2, 'X', 0xff, 0xff, 0xff, 0xff, '.'}), "x.pkl");
       },
       ErrorCode::kFormat, "x.pkl: pickle is truncated (at byte 2)");
-  // A memo index of 2^32 - 1 would be a 64 GiB table.
+  // A memo index of 2^32 - 1 would be a 64 GiB table; even 2^21 (a 32 MiB table from 9 bytes) is refused.
   expect_error(
       [&] {
         io::pickle::unpickle(bytes({0x80, 2, 'N', 'r', 0xff, 0xff, 0xff, 0xff, '.'}), "x.pkl");
       },
-      ErrorCode::kFormat, "x.pkl: memo index 4294967295 too large (at byte 3)");
+      ErrorCode::kFormat, "x.pkl: memo index 4294967295 is out of range (0 entries so far) (at byte 3)");
+  expect_error(
+      [&] {
+        io::pickle::unpickle(bytes({0x80, 2, 'N', 'r', 0, 0, 0x20, 0, '.'}), "x.pkl");
+      },
+      ErrorCode::kFormat, "x.pkl: memo index 2097152 is out of range (0 entries so far) (at byte 3)");
   // A list shared 2^40 ways through the memo: flattening it would visit 2^40 values.
   expect_file_refused("shared_bomb.pth.tar", ErrorCode::kFormat,
                       ": more than 1048576 nested values (shared containers expanding without bound?)");
@@ -202,4 +207,11 @@ TEST(PickleHostile, CyclesAreRefused) {
       },
       ErrorCode::kFormat,
       "x.pkl: SETITEM on a dict that is already inside another value (cyclic structures are refused) (at byte 11)");
+}
+
+TEST(PickleHostile, FuzzRegressions) {
+  // A subnormal BINFLOAT: repr() used std::stod, which throws out_of_range for it.
+  auto v = io::pickle::unpickle(bytes({'G', 0, 0, 0x7f, 0xfc, 0x3a, 0x79, 0xc8, 0xf8, '.'}), "x.pkl");
+  ASSERT_EQ(v->kind, io::pickle::Kind::kFloat);
+  EXPECT_EQ(v->repr(), "6.95255548031457e-310");  // Python: repr(struct.unpack(">d", ...)[0])
 }

@@ -2,6 +2,7 @@
 // torch.save (protocol 2) state dicts and numpy ndarray pickles (protocols 2-5) is accepted.
 #include "io/pickle.h"
 
+#include <cstdlib>
 #include <cstring>
 
 #include "util/error.h"
@@ -40,7 +41,8 @@ std::string Value::repr() const {
         std::ostringstream os;
         os.precision(prec);
         os << f;
-        if (prec == 17 || std::stod(os.str()) == f) return os.str();
+        // strtod, not stod: stod throws out_of_range for subnormals.
+        if (prec == 17 || std::strtod(os.str().c_str(), nullptr) == f) return os.str();
       }
       return "?";
     }
@@ -329,7 +331,9 @@ class Machine {
     return out;
   }
   void memo_put(uint64_t idx) {
-    if (idx >= lim_.max_memo) fail_fmt(str_cat("memo index ", idx, " too large"));
+    // Picklers number memo entries 0, 1, 2, ...: a far-off index would only make us allocate a huge table.
+    if (idx >= lim_.max_memo || idx > memo_.size() + 1024)
+      fail_fmt(str_cat("memo index ", idx, " is out of range (", memo_.size(), " entries so far)"));
     if (idx >= memo_.size()) memo_.resize(idx + 1);
     memo_[idx] = top();
   }

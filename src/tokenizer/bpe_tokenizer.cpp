@@ -86,15 +86,23 @@ nlohmann::json read_json(const fs::path& p) {
 }
 
 // A special-token value: a str, or an AddedToken dict ({"content", "lstrip", "rstrip", ...}).
-std::optional<AddedToken> parse_token(const nlohmann::json& v) {
+std::optional<AddedToken> parse_token(const nlohmann::json& v, const fs::path& file) {
   AddedToken t;
+  // json::value() would throw nlohmann's type_error for a non-boolean flag: name the file instead.
+  auto flag = [&](const char* key) {
+    auto it = v.find(key);
+    if (it == v.end() || it->is_null()) return false;
+    GILL_CHECK(it->is_boolean(), ErrorCode::kFormat, file.string(), ": added token '", t.content, "': '", key,
+               "' must be true or false, got ", it->dump());
+    return it->get<bool>();
+  };
   if (v.is_string()) {
     t.content = v.get<std::string>();
     t.plain_str = true;
   } else if (v.is_object() && v.contains("content") && v["content"].is_string()) {
     t.content = v["content"].get<std::string>();
-    t.lstrip = v.value("lstrip", false);
-    t.rstrip = v.value("rstrip", false);
+    t.lstrip = flag("lstrip");
+    t.rstrip = flag("rstrip");
   } else {
     return std::nullopt;
   }
@@ -130,12 +138,19 @@ SpecialConfig read_special_config(const fs::path& dir) {
     if (j.contains("add_bos_token") && j["add_bos_token"].is_boolean()) c.add_bos_token = j["add_bos_token"].get<bool>();
     for (const char* r : kRoles)
       if (j.contains(r))
-        if (auto t = parse_token(j[r])) set_role(r, *t);
+        if (auto t = parse_token(j[r], dir / "tokenizer_config.json")) set_role(r, *t);
     if (j.contains("added_tokens_decoder") && j["added_tokens_decoder"].is_object()) {
       for (const auto& [k, v] : j["added_tokens_decoder"].items()) {
-        auto t = parse_token(v);
+        auto t = parse_token(v, dir / "tokenizer_config.json");
         if (!t) continue;
-        t->id = std::stoll(k);
+        size_t used = 0;
+        try {
+          t->id = std::stoll(k, &used);
+        } catch (const std::logic_error&) {
+          used = 0;
+        }
+        GILL_CHECK(used == k.size() && t->id >= 0, ErrorCode::kFormat, (dir / "tokenizer_config.json").string(),
+                   ": added_tokens_decoder key '", k, "' is not a token id");
         c.added.push_back(*t);
       }
     }
@@ -144,7 +159,7 @@ SpecialConfig read_special_config(const fs::path& dir) {
     const auto j = read_json(dir / "special_tokens_map.json");
     for (const char* r : kRoles)
       if (j.contains(r))
-        if (auto t = parse_token(j[r])) set_role(r, *t);
+        if (auto t = parse_token(j[r], dir / "special_tokens_map.json")) set_role(r, *t);
   }
   if (fs::exists(dir / "added_tokens.json")) {
     const auto j = read_json(dir / "added_tokens.json");

@@ -1,18 +1,17 @@
 // libFuzzer target for the tokenizers: arbitrary bytes are encoded by tiny OPT (with GILL's tokens) and CLIP
 // tokenizers in every mode, decoded back, and also read as id lists. Nothing may crash; decode() output must be
-// valid UTF-8 and ids must stay in range. Build: configure with -DGILL_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++,
-// then `fuzz_tokenizer -max_total_time=60`.
-#include <cstddef>
-#include <cstdint>
+// valid UTF-8 and ids must stay in range. Run: tools/fuzz.sh tokenizer SECONDS.
+#include <gill/error.h>
 #include <unistd.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <gill/error.h>
 #include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
