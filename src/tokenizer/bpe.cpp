@@ -1,6 +1,7 @@
 #include "tokenizer/bpe.h"
 
 #include <climits>
+#include <deque>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -115,33 +116,136 @@ std::vector<std::pair<std::string, std::string>> read_merges(const std::filesyst
   return out;
 }
 
+namespace {
+
+// string -> symbol, used only while the merge table is built: open addressing over (hash tag, symbol) slots
+// with the strings kept in a deque (stable addresses), so a lookup is one probe into a compact array plus one
+// string compare.
+class SymbolTable {
+ public:
+  explicit SymbolTable(size_t expected) { rehash(expected * 2); }
+
+  // The symbol of s; a new one (the next id) when absent, and `added` is set.
+  int32_t intern(std::string_view s, bool& added) {
+    const uint64_t h = std::hash<std::string_view>{}(s);
+    const uint32_t tag = static_cast<uint32_t>(h >> 32);
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      Slot& slot = slots_[i];
+      if (slot.sym < 0) {
+        added = true;
+        const int32_t sym = static_cast<int32_t>(names_.size());
+        names_.push_back(storage_.emplace_back(s));
+        slot = Slot{tag, sym};
+        if (names_.size() * 2 > slots_.size()) rehash(slots_.size() * 2);
+        return sym;
+      }
+      if (slot.tag == tag && names_[slot.sym] == s) {
+        added = false;
+        return slot.sym;
+      }
+    }
+  }
+
+ private:
+  struct Slot {
+    uint32_t tag;
+    int32_t sym;  // -1: empty
+  };
+  void rehash(size_t min_slots) {
+    size_t n = 1024;
+    while (n < min_slots) n <<= 1;
+    slots_.assign(n, Slot{0, -1});
+    mask_ = n - 1;
+    for (size_t sym = 0; sym < names_.size(); ++sym) {
+      const uint64_t h = std::hash<std::string_view>{}(names_[sym]);
+      size_t i = h & mask_;
+      while (slots_[i].sym >= 0) i = (i + 1) & mask_;
+      slots_[i] = Slot{static_cast<uint32_t>(h >> 32), static_cast<int32_t>(sym)};
+    }
+  }
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  std::deque<std::string> storage_;
+  std::vector<std::string_view> names_;
+};
+
+}  // namespace
+
+void Bpe::MergeTable::reserve(size_t n) {
+  size_t cap = 1024;
+  while (cap < n * 2) cap <<= 1;
+  if (cap <= slots_.size()) return;
+  std::vector<Slot> old;
+  old.swap(slots_);
+  slots_.assign(cap, Slot{kEmpty, {}});
+  mask_ = cap - 1;
+  size_ = 0;
+  for (const Slot& s : old)
+    if (s.key != kEmpty) insert_or_assign(s.key, s.merge);
+}
+
+void Bpe::MergeTable::grow() { reserve(slots_.empty() ? 512 : slots_.size()); }
+
+namespace {
+inline size_t mix(uint64_t key) {  // splitmix64's finaliser: symbol pairs are small, dense integers
+  key ^= key >> 31;
+  key *= 0x7fb5d329728ea185ULL;
+  key ^= key >> 27;
+  key *= 0x81dadef4bc2dd44dULL;
+  return static_cast<size_t>(key ^ (key >> 33));
+}
+}  // namespace
+
+void Bpe::MergeTable::insert_or_assign(uint64_t key, Merge m) {
+  if ((size_ + 1) * 2 > slots_.size()) grow();
+  for (size_t i = mix(key) & mask_;; i = (i + 1) & mask_) {
+    Slot& s = slots_[i];
+    if (s.key == kEmpty) {
+      s = Slot{key, m};
+      ++size_;
+      return;
+    }
+    if (s.key == key) {
+      s.merge = m;
+      return;
+    }
+  }
+}
+
+const Bpe::Merge* Bpe::MergeTable::find(uint64_t key) const {
+  if (slots_.empty()) return nullptr;
+  for (size_t i = mix(key) & mask_;; i = (i + 1) & mask_) {
+    const Slot& s = slots_[i];
+    if (s.key == key) return &s.merge;
+    if (s.key == kEmpty) return nullptr;
+  }
+}
+
 Bpe::Bpe(const std::vector<std::pair<std::string, int64_t>>& vocab,
          const std::vector<std::pair<std::string, std::string>>& merges, std::string end_of_word_suffix,
          int64_t unk_id)
     : suffix_(std::move(end_of_word_suffix)), unk_id_(unk_id) {
-  sym_.reserve(vocab.size() + merges.size() / 4 + 600);
+  SymbolTable symbols(vocab.size() + merges.size() / 4 + 600);
   sym_vocab_.reserve(vocab.size() + 600);
-  for (const auto& [tok, id] : vocab) {
-    const int32_t s = intern(tok);
-    sym_vocab_[s] = id;
-  }
+  auto intern = [&](std::string_view s) {
+    bool added = false;
+    const int32_t sym = symbols.intern(s, added);
+    if (added) sym_vocab_.push_back(unk_id_);
+    return sym;
+  };
+  for (const auto& [tok, id] : vocab) sym_vocab_[static_cast<size_t>(intern(tok))] = id;
   const auto& b2u = byte_to_unicode();
   for (int b = 0; b < 256; ++b) {
     byte_sym_[b] = intern(b2u[b]);
     byte_sym_eow_[b] = suffix_.empty() ? byte_sym_[b] : intern(b2u[b] + suffix_);
   }
-  merges_.reserve(merges.size() * 2);
+  merges_.reserve(merges.size());
+  std::string joined;
   for (size_t r = 0; r < merges.size(); ++r) {
     const int32_t a = intern(merges[r].first), b = intern(merges[r].second);
-    const int32_t m = intern(merges[r].first + merges[r].second);
-    merges_[key(a, b)] = Merge{static_cast<int32_t>(r), m};  // a later duplicate wins, as in dict(zip(...))
+    joined.assign(merges[r].first).append(merges[r].second);
+    merges_.insert_or_assign(key(a, b), Merge{static_cast<int32_t>(r), intern(joined)});
   }
-}
-
-int32_t Bpe::intern(const std::string& s) {
-  auto [it, inserted] = sym_.emplace(s, static_cast<int32_t>(sym_vocab_.size()));
-  if (inserted) sym_vocab_.push_back(unk_id_);
-  return it->second;
 }
 
 void Bpe::merge_loop(std::vector<int32_t>& word) const {
@@ -152,10 +256,10 @@ void Bpe::merge_loop(std::vector<int32_t>& word) const {
     Merge best{};
     int32_t best_a = 0, best_b = 0;
     for (size_t i = 0; i + 1 < word.size(); ++i) {
-      auto it = merges_.find(key(word[i], word[i + 1]));
-      if (it != merges_.end() && it->second.rank < best_rank) {
-        best_rank = it->second.rank;
-        best = it->second;
+      const Merge* m = merges_.find(key(word[i], word[i + 1]));
+      if (m && m->rank < best_rank) {
+        best_rank = m->rank;
+        best = *m;
         best_a = word[i];
         best_b = word[i + 1];
       }
