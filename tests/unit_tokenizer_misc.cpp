@@ -2,6 +2,8 @@
 // shim (against Debian's spm_encode), and `gill tokenize`.
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include <gill/error.h>
@@ -236,6 +238,83 @@ TEST_F(TinyTokenizers, CliBadJsonLine) {
   const auto w = gill::test::run_cli({"tokenize", "--tokenizer", (*dir_ / "opt").string()}, "{\"ids\": [1]}\n");
   EXPECT_NE(w.exit_code, 0);
   EXPECT_NE(w.err.find("stdin line 1: expected {\"text\": \"...\"}"), std::string::npos) << w.err;
+}
+
+}  // namespace
+}  // namespace gill::tokenizer
+
+namespace gill::tokenizer {
+namespace {
+
+// The reference's bpe() (transformers' GPT2Tokenizer.bpe), quadratic and string-based: repeatedly the lowest-
+// ranked adjacent pair, every occurrence merged left to right. Bpe's heap-based loop must give the same symbols.
+std::vector<std::string> reference_bpe(std::vector<std::string> word,
+                                       const std::map<std::pair<std::string, std::string>, size_t>& ranks) {
+  while (word.size() > 1) {
+    size_t best = SIZE_MAX;
+    std::pair<std::string, std::string> pair;
+    for (size_t i = 0; i + 1 < word.size(); ++i) {
+      auto it = ranks.find({word[i], word[i + 1]});
+      if (it != ranks.end() && it->second < best) best = it->second, pair = it->first;
+    }
+    if (best == SIZE_MAX) break;
+    std::vector<std::string> next;
+    for (size_t i = 0; i < word.size();) {
+      if (i + 1 < word.size() && word[i] == pair.first && word[i + 1] == pair.second) {
+        next.push_back(pair.first + pair.second);
+        i += 2;
+      } else {
+        next.push_back(word[i++]);
+      }
+    }
+    word.swap(next);
+  }
+  return word;
+}
+
+TEST(TokenizerBpe, HeapMergeLoopEqualsTheReferenceLoop) {
+  // A vocabulary over a 3-letter alphabet where repeated and overlapping pairs are common ("aaa", "abab").
+  std::vector<std::pair<std::string, std::string>> merges = {
+      {"a", "a"}, {"a", "b"}, {"b", "a"}, {"aa", "a"}, {"ab", "ab"}, {"c", "a"}, {"aa", "aa"}, {"b", "b"},
+      {"ba", "b"}, {"ca", "aa"}, {"abab", "a"}, {"bb", "a"}, {"a", "c"}, {"aaa", "c"}, {"ac", "ab"}};
+  std::vector<std::pair<std::string, int64_t>> vocab = {{"a", 0}, {"b", 1}, {"c", 2}};
+  std::map<std::pair<std::string, std::string>, size_t> ranks;
+  for (size_t r = 0; r < merges.size(); ++r) {
+    ranks.emplace(merges[r], r);
+    vocab.emplace_back(merges[r].first + merges[r].second, static_cast<int64_t>(vocab.size()));
+  }
+  std::map<std::string, int64_t> id_of(vocab.begin(), vocab.end());
+  // Byte-level: these ASCII letters map to themselves in bytes_to_unicode.
+  const Bpe bpe(vocab, merges, "", -1);
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 3000; ++trial) {
+    const size_t len = 1 + rng() % (trial < 2900 ? 24 : 3000);
+    std::string text;
+    std::vector<std::string> chars;
+    for (size_t i = 0; i < len; ++i) {
+      const char c = "aaabbc"[rng() % 6];
+      text.push_back(c);
+      chars.emplace_back(1, c);
+    }
+    Ids want;
+    for (const auto& s : reference_bpe(chars, ranks)) want.push_back(id_of.at(s));
+    Ids got;
+    bpe.encode_word(text, got);
+    ASSERT_EQ(got, want) << "word '" << text << "'";
+  }
+}
+
+// A 200 kB word without spaces (base64 blobs, minified data): encodes (the old quadratic loop took minutes) and
+// decodes back to itself.
+TEST_F(TinyTokenizers, VeryLongWordRoundTrips) {
+  auto tok = load_tokenizer(*dir_ / "opt");
+  std::string text;
+  std::mt19937 rng(3);
+  const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (int i = 0; i < 200000; ++i) text.push_back(alphabet[rng() % alphabet.size()]);
+  const Ids ids = tok->encode(text, false);
+  EXPECT_LT(ids.size(), text.size());
+  EXPECT_EQ(tok->decode(ids, true), text);
 }
 
 }  // namespace
