@@ -151,14 +151,15 @@ TEST_F(BatchTest, BadLinesAndFailuresAreRecordedAndTheRunGoesOn) {
                R"({"id": "e", "prompt": "x", "options": {"top_p": 1.5}})",
                R"({"id": "f", "prompt": "x", "options": {"steps": 2.5}})", R"({"id": "a", "prompt": "dup"})",
                R"({"id": "g", "prompt": [{"image": "missing.png"}]})", R"({"id": "h", "prompt": [{"video": "v"}]})",
-               R"({"id": "i", "prompt": "please FAIL"})", R"([1, 2])", R"({"id": "j", "prompt": "last"})"});
+               R"({"id": "i", "prompt": "please FAIL"})", R"([1, 2])", R"({"id": "j", "prompt": "last"})",
+               R"({"id": 88888888888e88888888, "prompt": "x"})"});  // found by fuzz_batch: an uncaught out_of_range
   const auto s = batch::run_batch(opts(), fake_runner());
-  EXPECT_EQ(s.n_items, 13);  // the blank line is not an item
+  EXPECT_EQ(s.n_items, 14);  // the blank line is not an item
   EXPECT_EQ(s.n_ok, 2);
-  EXPECT_EQ(s.n_errors, 11);
+  EXPECT_EQ(s.n_errors, 12);
   std::map<std::string, json> by_id;
   for (const json& r : lines_of(dir_ / "out" / "results.jsonl")) by_id[r["id"].get<std::string>()] = r;
-  ASSERT_EQ(by_id.size(), 13u);
+  ASSERT_EQ(by_id.size(), 14u);
   auto msg = [&](const std::string& id) { return by_id.at(id)["error"]["message"].get<std::string>(); };
   auto code = [&](const std::string& id) { return by_id.at(id)["error"]["code"].get<std::string>(); };
   EXPECT_EQ(by_id["a"]["status"], "ok");
@@ -181,6 +182,9 @@ TEST_F(BatchTest, BadLinesAndFailuresAreRecordedAndTheRunGoesOn) {
   EXPECT_EQ(msg("i"), "in.jsonl:12 (id i): fake runner failed");
   EXPECT_EQ(code("i"), "internal error");
   EXPECT_EQ(msg("line:13"), "in.jsonl:13: expected a JSON object, got array");
+  EXPECT_EQ(code("line:15"), "bad format");
+  EXPECT_NE(msg("line:15").find("in.jsonl:15: bad JSON: "), std::string::npos) << msg("line:15");
+  EXPECT_NE(msg("line:15").find("number overflow"), std::string::npos) << msg("line:15");
 }
 
 TEST_F(BatchTest, ShardsCoverEveryIdExactlyOnce) {

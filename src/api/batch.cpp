@@ -203,7 +203,7 @@ std::vector<Item> read_items(const fs::path& jsonl, const GenerateOptions& defau
       json j;
       try {
         j = json::parse(line);
-      } catch (const json::parse_error& e) {
+      } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
         detail::fail(ErrorCode::kFormat, str_cat("bad JSON: ", e.what()));
       }
       GILL_CHECK(j.is_object(), ErrorCode::kFormat, "expected a JSON object, got ", j.type_name());
@@ -261,7 +261,7 @@ void for_each_result_line(const fs::path& out_dir, Fn&& fn) {
       try {
         json j = json::parse(line);
         if (j.is_object() && j.contains("id") && j["id"].is_string()) fn(std::move(j));
-      } catch (const json::parse_error&) {
+      } catch (const json::exception&) {
       }
     }
   }
