@@ -251,13 +251,13 @@ Bpe::Bpe(const std::vector<std::pair<std::string, int64_t>>& vocab,
 }
 
 // The reference's bpe() repeatedly takes the lowest-ranked adjacent pair and merges every occurrence of it left to
-// right: quadratic in the word length (a 100 kB word without spaces: ~10^9-10^10 pair lookups). This computes
-// the same thing in O(n log n) with a linked list of symbols and a min-heap of candidate pairs ordered by (rank, position): all
-// candidates of the lowest rank are popped in position order and merged left to right (skipping overlaps, as
-// the reference does), and only then are the pairs the merges created pushed, so the next round again sees the
-// lowest rank over the whole word, exactly as the reference's next iteration does. A merge cannot create another
-// occurrence of the pair it merged (the result is a longer string). Stale entries (a neighbour merged since)
-// are skipped by checking the symbols.
+// right: quadratic in the word length (a 100 kB word without spaces: ~10^9-10^10 pair lookups). This computes the same
+// thing in O(n log n) with a linked list of symbols and a min-heap of candidate pairs ordered by (rank, position): all
+// candidates of the lowest rank are popped in position order and merged left to right (skipping overlaps, as the
+// reference does), and only then are the pairs the merges created pushed, so the next round again sees the lowest rank
+// over the whole word, exactly as the reference's next iteration does. A merge cannot create another occurrence of the
+// pair it merged (the result is a longer string). Stale entries (a neighbour merged since) are skipped by checking the
+// symbols.
 void Bpe::merge_loop(std::vector<int32_t>& word) const {
   const size_t n = word.size();
   if (n < 2) return;
