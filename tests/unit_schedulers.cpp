@@ -212,4 +212,11 @@ TEST(Schedulers, BadInputs) {
             "euler scheduler: step index 5 out of range [0, 5)");
   EXPECT_EQ(msg([] { SchedulerConfig::from_json(nlohmann::json::parse(R"({"prediction_type": "v_prediction"})")); }),
             "scheduler config: prediction_type 'v_prediction' is not supported (only 'epsilon', what SD v1.x uses)");
+  // Integers written as floats: integral ones are accepted (Python json writes 1.0 for a float), others are
+  // errors; 1e118 used to be cast to int64 (undefined behaviour, found by fuzz_config).
+  EXPECT_EQ(SchedulerConfig::from_json(nlohmann::json::parse(R"({"steps_offset": 1.0})")).steps_offset, 1);
+  EXPECT_EQ(msg([] { SchedulerConfig::from_json(nlohmann::json::parse(R"({"steps_offset": 1.5e118})")); }),
+            "scheduler config: key 'steps_offset' = 1.5e+118: expected an integer");
+  EXPECT_EQ(msg([] { SchedulerConfig::from_json(nlohmann::json::parse(R"({"steps_offset": 0.5})")); }),
+            "scheduler config: key 'steps_offset' = 0.5: expected an integer");
 }

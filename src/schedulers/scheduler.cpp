@@ -12,6 +12,10 @@
 #include "schedulers/pndm.h"
 #include "util/error.h"
 
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
 namespace gill::schedulers {
 
 using detail::str_cat;
@@ -22,6 +26,20 @@ template <typename T>
 void get_opt(const nlohmann::json& j, const char* key, T& out) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return;
+  if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+    // nlohmann converts a float to an integer with a plain cast: undefined for 1e300 (found by fuzz_config).
+    if (it->is_number_float()) {
+      const double d = it->get<double>();
+      const double lo = static_cast<double>(std::numeric_limits<T>::min());  // -2^(bits-1), exact
+      GILL_CHECK(std::isfinite(d) && d == std::floor(d) && d >= lo && d < -lo, ErrorCode::kFormat,
+                 "scheduler config: key '", key, "' = ", it->dump(), ": expected an integer");
+      out = static_cast<T>(d);
+      return;
+    }
+    if (it->is_number_unsigned())
+      GILL_CHECK(it->get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max()), ErrorCode::kFormat,
+                 "scheduler config: key '", key, "' = ", it->dump(), ": out of range");
+  }
   try {
     out = it->get<T>();
   } catch (const nlohmann::json::exception& e) {
