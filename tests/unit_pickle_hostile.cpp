@@ -8,6 +8,8 @@
 #include <sys/resource.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "io/pickle.h"
 #include "io/tensor_source.h"
@@ -182,6 +184,42 @@ TEST(PickleHostile, NestingTenToTheFiveDeep) {
   auto v = io::pickle::unpickle(bytes({0x80, 2}) + repeat("]", 100) + repeat("a", 99) + ".", "x.pkl");
   EXPECT_EQ(v->kind, io::pickle::Kind::kList);
   EXPECT_LT(peak_rss_mb() - before, 200);
+}
+
+// d0 = {'k': 1}; d(i+1) = {'a': d(i), 'b': d(i)} for n levels, every d(i) fetched from the memo: n + 2 distinct values
+// that flatten to 2^n leaves (3 * 2^n - 1 visits).
+std::string shared_dicts(int n) {
+  auto key = [](char c) { return bytes({'X', 1, 0, 0, 0, c}); };
+  std::string p = bytes({0x80, 2, '}'}) + key('k') + bytes({'K', 1, 's', 'q', 0, '0'});  // BINPUT 0, POP
+  for (int i = 0; i < n; ++i)
+    p += bytes({'}'}) + key('a') + bytes({'h', i, 's'}) + key('b') + bytes({'h', i, 's', 'q', i + 1, '0'});
+  return p + bytes({'h', n, '.'});
+}
+
+TEST(PickleHostile, SharedContainersAreRefusedBeforeExpanding) {
+  // Sharing that expands modestly (2^14 leaves from 16 values) flattens, every path spelled out.
+  std::vector<std::pair<std::string, io::pickle::ValuePtr>> leaves;
+  io::pickle::flatten(io::pickle::unpickle(shared_dicts(14), "x.pkl"), "", leaves);
+  ASSERT_EQ(leaves.size(), 16384u);
+  EXPECT_EQ(leaves.front().first, "a.a.a.a.a.a.a.a.a.a.a.a.a.a.k");
+  EXPECT_EQ(leaves.back().first, "b.b.b.b.b.b.b.b.b.b.b.b.b.b.k");
+  EXPECT_EQ(leaves[1].first, "a.a.a.a.a.a.a.a.a.a.a.a.a.b.k");
+  // One level more passes 2^16 visits from 17 distinct values: refused, counted without expanding.
+  leaves.clear();
+  expect_error([&] { io::pickle::flatten(io::pickle::unpickle(shared_dicts(15), "x.pkl"), "", leaves); },
+               ErrorCode::kFormat,
+               "17 distinct values expand to 98303 nested values (shared containers expanding without bound?)");
+  EXPECT_TRUE(leaves.empty());
+  // Past 2^20 visits: refused whatever the number of distinct values.
+  expect_error([&] { io::pickle::flatten(io::pickle::unpickle(shared_dicts(60), "x.pkl"), "", leaves); },
+               ErrorCode::kFormat, "more than 1048576 nested values (shared containers expanding without bound?)");
+  // Tied weights: one tensor-like leaf under two keys is not expansion.
+  leaves.clear();
+  io::pickle::flatten(io::pickle::unpickle(shared_dicts(1), "x.pkl"), "", leaves);
+  ASSERT_EQ(leaves.size(), 2u);
+  EXPECT_EQ(leaves[0].first, "a.k");
+  EXPECT_EQ(leaves[1].first, "b.k");
+  EXPECT_EQ(leaves[0].second, leaves[1].second);
 }
 
 TEST(PickleHostile, CyclesAreRefused) {

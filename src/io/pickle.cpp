@@ -2,8 +2,10 @@
 // torch.save (protocol 2) state dicts and numpy ndarray pickles (protocols 2-5) is accepted.
 #include "io/pickle.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <unordered_map>
 
 #include "util/error.h"
 
@@ -577,6 +579,9 @@ namespace {
 
 // Values flatten() may visit: far more than any checkpoint has, far fewer than a shared-subtree bomb would expand to.
 constexpr size_t kMaxFlattenVisits = size_t(1) << 20;
+// Expansion through shared containers is accepted up to this many visits, or this many times the distinct values.
+constexpr uint64_t kMaxSharedExpansion = uint64_t(1) << 16;
+constexpr uint64_t kMaxSharingFactor = 16;
 
 void flatten_rec(const ValuePtr& v, const std::string& prefix, std::vector<std::pair<std::string, ValuePtr>>& out,
                  size_t max_depth, size_t& visits) {
@@ -612,10 +617,42 @@ void flatten_rec(const ValuePtr& v, const std::string& prefix, std::vector<std::
   }
 }
 
+// The number of values flatten_rec would visit under v (itself included; an upper bound: a list is counted as
+// descended into whenever it holds a container), saturating at kMaxFlattenVisits + 1. Each distinct value is
+// counted once (memo), so this takes time in the size of the unpickled graph, not of its expansion: a shared-subtree
+// bomb is refused before any of it is expanded. The unpickler rules out cycles, and depth is bounded by its limits.
+uint64_t expanded_size(const Value* v, std::unordered_map<const Value*, uint64_t>& memo) {
+  if (auto it = memo.find(v); it != memo.end()) return it->second;
+  constexpr uint64_t kCap = uint64_t(kMaxFlattenVisits) + 1;
+  uint64_t n = 1;
+  auto add = [&](const ValuePtr& x) { n = std::min(kCap, n + expanded_size(x.get(), memo)); };
+  if (v->kind == Kind::kDict) {
+    for (auto& [k, x] : v->entries) add(x);
+  } else if (v->kind == Kind::kList || v->kind == Kind::kTuple) {
+    bool any_container = false;
+    for (auto& x : v->items)
+      any_container |= x->kind == Kind::kDict || x->kind == Kind::kTensor || x->kind == Kind::kList;
+    if (any_container)
+      for (auto& x : v->items) add(x);
+  }
+  memo.emplace(v, n);
+  return n;
+}
+
 }  // namespace
 
 void flatten(const ValuePtr& v, const std::string& prefix, std::vector<std::pair<std::string, ValuePtr>>& out,
              size_t max_depth) {
+  std::unordered_map<const Value*, uint64_t> memo;
+  const uint64_t expanded = expanded_size(v.get(), memo);
+  if (expanded > kMaxFlattenVisits)
+    detail::fail(ErrorCode::kFormat, str_cat("more than ", kMaxFlattenVisits,
+                                             " nested values (shared containers expanding without bound?)"));
+  // Without shared containers every value is visited once. Checkpoints share only leaves (tied weights), so a
+  // large expansion of few distinct values is a bomb too, refused here rather than expanded.
+  if (expanded > kMaxSharedExpansion && expanded > kMaxSharingFactor * memo.size())
+    detail::fail(ErrorCode::kFormat, str_cat(memo.size(), " distinct values expand to ", expanded,
+                                             " nested values (shared containers expanding without bound?)"));
   size_t visits = 0;
   flatten_rec(v, prefix, out, max_depth, visits);
 }
