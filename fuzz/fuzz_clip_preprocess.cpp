@@ -1,12 +1,15 @@
 // libFuzzer target: CLIP preprocessing (Pillow resampler, crop with padding, normalise) on arbitrary image sizes,
 // scales, filters and pixels. Any input must either succeed or throw gill::Error; nothing else (no crash, no
-// sanitizer report, no other exception). Run: tools/fuzz.sh clip_preprocess SECONDS.
+// sanitizer report, no other exception); a window of a resize must equal that crop of the full resize. Run: tools/fuzz.sh clip_preprocess SECONDS.
 #include <gill/error.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "models/clip_image_processor.h"
+#include "models/pil_resize_window.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 7) return 0;
@@ -27,9 +30,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     auto t = gill::models::clip_preprocess(img, cfg);
     (void)t;
-    auto r = gill::models::pil_resize(img, 1 + data[2] % 70, 1 + data[3] % 70,
-                                      static_cast<gill::models::PilFilter>(cfg.resample));
-    (void)r;
+    const int nw = 1 + data[2] % 70, nh = 1 + data[3] % 70;
+    const auto filter = static_cast<gill::models::PilFilter>(cfg.resample);
+    const auto r = gill::models::pil_resize(img, nw, nh, filter);
+    // Oracle: a window of the resize is that crop of the full resize, bit for bit.
+    const int w = 1 + data[4] % nw, h = 1 + data[5] % nh;
+    const int x0 = (data[2] / 70 + data[4]) % (nw - w + 1), y0 = (data[3] / 70 + data[5]) % (nh - h + 1);
+    const auto win = gill::models::pil_resize_window(img, nw, nh, filter, x0, y0, w, h);
+    if (win.width != w || win.height != h) std::abort();
+    for (int y = 0; y < h; ++y)
+      if (std::memcmp(win.pixels.data() + static_cast<size_t>(y) * w * 3,
+                      r.pixels.data() + (static_cast<size_t>(y0 + y) * nw + x0) * 3, static_cast<size_t>(w) * 3))
+        std::abort();
   } catch (const gill::Error&) {
   }
   return 0;

@@ -6,6 +6,7 @@
 
 #include "io/safetensors.h"
 #include "models/clip_image_processor.h"
+#include "models/pil_resize_window.h"
 #include "test_support.h"
 #include "util/error.h"
 
@@ -173,6 +174,63 @@ TEST(ClipPreprocess, SameSizeResizeIsACopy) {
   const auto img = models::image_from_hwc_uint8(make_pattern(9, 7, 1));
   const auto out = models::pil_resize_bicubic(img, 9, 7);
   EXPECT_EQ(out.pixels, img.pixels);
+}
+
+TEST(ClipPreprocess, ResizeWindowIsTheCropOfTheFullResize) {
+  // Every filter, up and down and unchanged on each axis, windows at the edges and inside: bit-identical.
+  const models::PilFilter filters[] = {models::PilFilter::kBox, models::PilFilter::kBilinear,
+                                       models::PilFilter::kHamming, models::PilFilter::kBicubic,
+                                       models::PilFilter::kLanczos};
+  const int sizes[][4] = {{37, 23, 64, 40}, {37, 23, 11, 9}, {37, 23, 37, 50}, {37, 23, 80, 23}, {5, 90, 17, 13}};
+  uint64_t rng = 12345;
+  auto next = [&](int n) {
+    return static_cast<int>((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 33) % n;
+  };
+  int checked = 0;
+  for (const auto f : filters)
+    for (const auto& sz : sizes) {
+      const auto img = models::image_from_hwc_uint8(make_pattern(sz[0], sz[1], uint64_t(sz[2])));
+      const int nw = sz[2], nh = sz[3];
+      const auto full = models::pil_resize(img, nw, nh, f);
+      for (int trial = 0; trial < 6; ++trial) {
+        const int w = trial == 0 ? nw : 1 + next(nw), h = trial == 0 ? nh : 1 + next(nh);
+        const int x0 = trial == 1 ? 0 : (trial == 2 ? nw - w : next(nw - w + 1));
+        const int y0 = trial == 1 ? nh - h : (trial == 2 ? 0 : next(nh - h + 1));
+        const auto win = models::pil_resize_window(img, nw, nh, f, x0, y0, w, h);
+        ASSERT_EQ(win.width, w);
+        ASSERT_EQ(win.height, h);
+        for (int y = 0; y < h; ++y)
+          for (int x = 0; x < w * 3; ++x)
+            ASSERT_EQ(win.pixels[(size_t(y) * w) * 3 + x], full.pixels[(size_t(y0 + y) * nw + x0) * 3 + x])
+                << "filter " << int(f) << " " << sz[0] << "x" << sz[1] << " -> " << nw << "x" << nh << " window " << w
+                << "x" << h << " at " << x0 << "," << y0;
+        ++checked;
+      }
+    }
+  EXPECT_EQ(checked, 150);
+  expect_error(
+      [&] {
+        models::pil_resize_window(models::image_from_hwc_uint8(make_pattern(9, 7, 1)), 20, 10,
+                                  models::PilFilter::kBicubic, 15, 0, 6, 10);
+      },
+      ErrorCode::kInvalidArgument, "pil_resize: window 6x10 at (15, 0) is not inside the 20x10 output");
+}
+
+TEST(ClipPreprocess, ExtremeAspectRatioResizesOnlyTheCrop) {
+  // 60000x1: the full shortest-edge resize would be 13,440,000x224 (3 * 10^9 bytes, over pil_resize's limit); the
+  // crop keeps 224x224 of it, and only that is computed. A flat colour stays flat through the bicubic filter.
+  Image img{60000, 1, std::vector<uint8_t>(60000 * 3)};
+  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<uint8_t>(100 + i % 3);
+  const CLIPImageProcessorConfig cfg;
+  const auto t = models::clip_preprocess(img, cfg);
+  ASSERT_EQ(t.sizes(), (std::vector<int64_t>{3, 224, 224}));
+  for (int c = 0; c < 3; ++c) {
+    const float want =
+        static_cast<float>((static_cast<float>((100 + c) / 255.0) - static_cast<float>(cfg.image_mean[c])) /
+                           static_cast<float>(cfg.image_std[c]));
+    EXPECT_EQ(t[c].min().item<float>(), want) << c;
+    EXPECT_EQ(t[c].max().item<float>(), want) << c;
+  }
 }
 
 TEST(ClipPreprocess, BadInputs) {

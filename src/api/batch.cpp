@@ -15,6 +15,7 @@
 
 #include "io/atomic_file.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace gill::batch {
 
@@ -76,10 +77,11 @@ std::string safe_name(const std::string& id) {
 namespace {
 
 int64_t get_int(const json& v, const std::string& key) {
-  if (v.is_number_integer() || v.is_number_unsigned()) return v.get<int64_t>();
-  if (v.is_number_float()) {
-    const double d = v.get<double>();
-    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+  if (v.is_number()) {
+    try {
+      return util::json_get<int64_t>(v);  // integral and in range
+    } catch (const json::exception&) {
+    }
   }
   detail::fail(ErrorCode::kInvalidArgument, str_cat("options.", key, " = ", v.dump(), ": expected an integer"));
 }
@@ -87,7 +89,11 @@ int64_t get_int(const json& v, const std::string& key) {
 float get_float(const json& v, const std::string& key) {
   if (!v.is_number())
     detail::fail(ErrorCode::kInvalidArgument, str_cat("options.", key, " = ", v.dump(), ": expected a number"));
-  return v.get<float>();
+  try {
+    return util::json_get<float>(v);
+  } catch (const json::exception&) {
+    detail::fail(ErrorCode::kInvalidArgument, str_cat("options.", key, " = ", v.dump(), ": out of range"));
+  }
 }
 
 int get_int32(const json& v, const std::string& key) {

@@ -2,13 +2,18 @@
 // Ref: Pillow 9.4.0 src/libImaging/Resample.c; transformers v4.30.2 image_processing_clip.py, image_transforms.py.
 #include "models/clip_image_processor.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <tuple>
 
+#include "models/pil_resize_window.h"
 #include "util/error.h"
+#include "util/json.h"
 
 // The filters and the coefficient arithmetic must round exactly as Pillow's C code does (no fused multiply-add).
 #if defined(__clang__)
@@ -82,18 +87,20 @@ struct Coeffs {
   std::vector<int32_t> k;  // [out_size * ksize]
 };
 
-// Pillow's precompute_coeffs + normalize_coeffs_8bpc over the box [in0, in1) of an input of in_size.
-Coeffs precompute_coeffs(int in_size, float in0, float in1, int out_size, const Filter& filter) {
+// Pillow's precompute_coeffs + normalize_coeffs_8bpc over the box [in0, in1) of an input of in_size, for the n
+// output indices first .. first + n - 1 of an output of out_size (entry i is output index first + i).
+Coeffs precompute_coeffs(int in_size, float in0, float in1, int out_size, const Filter& filter, int first, int n) {
   double scale = static_cast<double>(in1 - in0) / out_size;
   double filterscale = scale < 1.0 ? 1.0 : scale;
   const double support = filter.support * filterscale;
   Coeffs c;
   c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
-  c.xmin.resize(out_size);
-  c.count.resize(out_size);
-  c.k.assign(static_cast<size_t>(out_size) * c.ksize, 0);
+  c.xmin.resize(n);
+  c.count.resize(n);
+  c.k.assign(static_cast<size_t>(n) * c.ksize, 0);
   std::vector<double> w(c.ksize);
-  for (int xx = 0; xx < out_size; ++xx) {
+  for (int i = 0; i < n; ++i) {
+    const int xx = first + i;
     const double center = in0 + (xx + 0.5) * scale;
     const double ss = 1.0 / filterscale;
     int xmin = static_cast<int>(center - support + 0.5);
@@ -106,15 +113,15 @@ Coeffs precompute_coeffs(int in_size, float in0, float in1, int out_size, const 
       w[x] = filter.fn((x + xmin - center + 0.5) * ss);
       ww += w[x];
     }
-    int32_t* k = &c.k[static_cast<size_t>(xx) * c.ksize];
+    int32_t* k = &c.k[static_cast<size_t>(i) * c.ksize];
     for (int x = 0; x < xmax; ++x) {
       const double v = ww != 0.0 ? w[x] / ww : w[x];
       // Fixed point, rounded half away from zero (normalize_coeffs_8bpc).
       k[x] = v < 0 ? static_cast<int32_t>(-0.5 + v * (1 << kPrecisionBits))
                    : static_cast<int32_t>(0.5 + v * (1 << kPrecisionBits));
     }
-    c.xmin[xx] = xmin;
-    c.count[xx] = xmax;
+    c.xmin[i] = xmin;
+    c.count[i] = xmax;
   }
   return c;
 }
@@ -134,42 +141,64 @@ void check_image(const gill::Image& img, const char* what) {
 
 int json_int(const json& j, const char* key, const std::string& where) {
   GILL_CHECK(j.is_number_integer(), ErrorCode::kFormat, where, ": \"", key, "\" must be an integer, got ", j.dump());
-  return j.get<int>();
+  try {
+    return util::json_get<int>(j);
+  } catch (const json::exception&) {
+    detail::fail(ErrorCode::kFormat, str_cat(where, ": \"", key, "\" = ", j.dump(), " is out of range"));
+  }
 }
 
 }  // namespace
 
-gill::Image pil_resize(const gill::Image& img, int new_w, int new_h, PilFilter filter) {
+gill::Image pil_resize_window(const gill::Image& img, int new_w, int new_h, PilFilter filter, int x0, int y0, int w,
+                              int h) {
   check_image(img, "pil_resize");
   GILL_CHECK(new_w > 0 && new_h > 0, ErrorCode::kInvalidArgument, "pil_resize: height and width must be > 0 (got ",
              new_w, "x", new_h, ")");
-  GILL_CHECK(int64_t(new_w) * new_h <= kMaxResizePixels && int64_t(new_w) * img.height <= kMaxResizePixels,
+  GILL_CHECK(x0 >= 0 && y0 >= 0 && w > 0 && h > 0 && x0 <= new_w - w && y0 <= new_h - h, ErrorCode::kInvalidArgument,
+             "pil_resize: window ", w, "x", h, " at (", x0, ", ", y0, ") is not inside the ", new_w, "x", new_h,
+             " output");
+  // What is allocated: the window and the intermediate (the window's columns over the input rows it needs).
+  GILL_CHECK(int64_t(w) * h <= kMaxResizePixels && int64_t(w) * img.height <= kMaxResizePixels,
              ErrorCode::kInvalidArgument, "pil_resize: ", img.width, "x", img.height, " -> ", new_w, "x", new_h,
              " exceeds the limit of ", kMaxResizePixels, " pixels");
-  // PIL: same size and full box -> a copy (ImagingCopy), whatever the filter.
-  if (new_w == img.width && new_h == img.height) return img;
-  const Filter f = filter_for(filter);
-
   const bool need_horizontal = new_w != img.width;
   const bool need_vertical = new_h != img.height;
-  const Coeffs ch = precompute_coeffs(img.width, 0.f, static_cast<float>(img.width), new_w, f);
-  const Coeffs cv = precompute_coeffs(img.height, 0.f, static_cast<float>(img.height), new_h, f);
+  gill::Image out;
+  out.width = w;
+  out.height = h;
+  out.pixels.resize(static_cast<size_t>(w) * h * 3);
+  if (!need_horizontal && !need_vertical) {  // PIL: same size and full box -> a copy (ImagingCopy)
+    for (int y = 0; y < h; ++y)
+      std::memcpy(out.pixels.data() + static_cast<size_t>(y) * w * 3,
+                  img.pixels.data() + (static_cast<size_t>(y0 + y) * img.width + x0) * 3, static_cast<size_t>(w) * 3);
+    return out;
+  }
+  const Filter f = filter_for(filter);
 
-  // Rows of the input the vertical pass reads.
-  const int ybox_first = cv.xmin[0];
-  const int ybox_last = cv.xmin[new_h - 1] + cv.count[new_h - 1];
+  // Input rows the vertical pass reads for output rows [y0, y0 + h): all of [y0, y0 + h) when there is none.
+  Coeffs cv;
+  int ybox_first = y0, ybox_last = y0 + h;
+  if (need_vertical) {
+    cv = precompute_coeffs(img.height, 0.f, static_cast<float>(img.height), new_h, f, y0, h);
+    ybox_first = cv.xmin[0];
+    ybox_last = cv.xmin[h - 1] + cv.count[h - 1];
+  }
 
-  // Horizontal pass over rows [ybox_first, ybox_last) into a uint8 intermediate (ImagingResampleHorizontal_8bpc).
-  const uint8_t* src = img.pixels.data();
-  int src_w = img.width, row0 = 0;
+  // Horizontal pass over rows [ybox_first, ybox_last) and output columns [x0, x0 + w) into a uint8 intermediate
+  // (ImagingResampleHorizontal_8bpc). Without one, the vertical pass reads the input's columns [x0, x0 + w).
+  const uint8_t* src = img.pixels.data() + static_cast<size_t>(x0) * 3;
+  size_t stride = static_cast<size_t>(img.width) * 3;
+  int row0 = 0;  // input row of src's row 0
   std::vector<uint8_t> temp;
   if (need_horizontal) {
+    const Coeffs ch = precompute_coeffs(img.width, 0.f, static_cast<float>(img.width), new_w, f, x0, w);
     const int rows = ybox_last - ybox_first;
-    temp.resize(static_cast<size_t>(rows) * new_w * 3);
+    uint8_t* dst = need_vertical ? (temp.resize(static_cast<size_t>(rows) * w * 3), temp.data()) : out.pixels.data();
     for (int yy = 0; yy < rows; ++yy) {
       const uint8_t* in_row = img.pixels.data() + static_cast<size_t>(yy + ybox_first) * img.width * 3;
-      uint8_t* out_row = temp.data() + static_cast<size_t>(yy) * new_w * 3;
-      for (int xx = 0; xx < new_w; ++xx) {
+      uint8_t* out_row = dst + static_cast<size_t>(yy) * w * 3;
+      for (int xx = 0; xx < w; ++xx) {
         const int32_t* k = &ch.k[static_cast<size_t>(xx) * ch.ksize];
         const uint8_t* p = in_row + static_cast<size_t>(ch.xmin[xx]) * 3;
         int64_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
@@ -183,32 +212,31 @@ gill::Image pil_resize(const gill::Image& img, int new_w, int new_h, PilFilter f
         out_row[3 * xx + 2] = clip8(s2);
       }
     }
+    if (!need_vertical) return out;  // only the horizontal pass ran
     src = temp.data();
-    src_w = new_w;
-    row0 = ybox_first;  // the intermediate's row 0 is input row ybox_first
+    stride = static_cast<size_t>(w) * 3;
+    row0 = ybox_first;
   }
 
-  gill::Image out;
-  out.width = new_w;
-  out.height = new_h;
-  if (!need_vertical) {
-    // Only the horizontal pass ran, over every row.
-    out.pixels = std::move(temp);
-    return out;
-  }
-  out.pixels.resize(static_cast<size_t>(new_w) * new_h * 3);
-  const size_t stride = static_cast<size_t>(src_w) * 3;
-  for (int yy = 0; yy < new_h; ++yy) {
+  for (int yy = 0; yy < h; ++yy) {
     const int32_t* k = &cv.k[static_cast<size_t>(yy) * cv.ksize];
     const uint8_t* col0 = src + static_cast<size_t>(cv.xmin[yy] - row0) * stride;
-    uint8_t* out_row = out.pixels.data() + static_cast<size_t>(yy) * new_w * 3;
-    for (size_t i = 0; i < static_cast<size_t>(new_w) * 3; ++i) {
+    uint8_t* out_row = out.pixels.data() + static_cast<size_t>(yy) * w * 3;
+    for (size_t i = 0; i < static_cast<size_t>(w) * 3; ++i) {
       int64_t s = 1 << (kPrecisionBits - 1);
       for (int y = 0; y < cv.count[yy]; ++y) s += int64_t(col0[y * stride + i]) * k[y];
       out_row[i] = clip8(s);
     }
   }
   return out;
+}
+
+gill::Image pil_resize(const gill::Image& img, int new_w, int new_h, PilFilter filter) {
+  check_image(img, "pil_resize");
+  GILL_CHECK(new_w > 0 && new_h > 0, ErrorCode::kInvalidArgument, "pil_resize: height and width must be > 0 (got ",
+             new_w, "x", new_h, ")");
+  if (new_w == img.width && new_h == img.height) return img;
+  return pil_resize_window(img, new_w, new_h, filter, 0, 0, new_w, new_h);
 }
 
 std::pair<int, int> clip_resize_output_size(int height, int width, int shortest_edge) {
@@ -227,18 +255,12 @@ torch::Tensor clip_preprocess(const gill::Image& img, const CLIPImageProcessorCo
   GILL_CHECK(cfg.image_mean.size() == 3 && cfg.image_std.size() == 3, ErrorCode::kInvalidArgument,
              "clip_preprocess: image_mean and image_std need 3 values, got ", cfg.image_mean.size(), " and ",
              cfg.image_std.size());
-  // 3. Resize the shortest side (skipping the copy PIL makes when the size is unchanged).
-  gill::Image resized;
-  const gill::Image* cur = &img;
-  if (cfg.do_resize) {
-    const auto [h2, w2] = clip_resize_output_size(img.height, img.width, cfg.size);
-    if (h2 != img.height || w2 != img.width) {
-      resized = pil_resize(img, w2, h2, static_cast<PilFilter>(cfg.resample));
-      cur = &resized;
-    }
-  }
-  // 4. Centre crop (image_transforms.center_crop), zero padding where the crop is larger than the image.
-  const int H = cur->height, W = cur->width;
+  // 3. Resize the shortest side (skipping the copy PIL makes when the size is unchanged); 4. centre crop
+  // (image_transforms.center_crop), zero padding where the crop is larger than the image. The resize computes only
+  // the part of its output the crop keeps (the same pixels, bit for bit): a 10000x100 image becomes a 224x224
+  // window, not a 22400x224 image of which 99 % is thrown away.
+  int H = img.height, W = img.width;
+  if (cfg.do_resize) std::tie(H, W) = clip_resize_output_size(img.height, img.width, cfg.size);
   int out_h = H, out_w = W, top = 0, left = 0;
   if (cfg.do_center_crop) {
     const auto floordiv2 = [](int v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); };
@@ -247,6 +269,16 @@ torch::Tensor clip_preprocess(const gill::Image& img, const CLIPImageProcessorCo
     out_h = cfg.crop_height;
     out_w = cfg.crop_width;
   }
+  // The resized image's window [wy0, wy0 + wh) x [wx0, wx0 + ww) that the crop reads.
+  const int wy0 = std::max(top, 0), wx0 = std::max(left, 0);
+  const int wh = std::min(top + out_h, H) - wy0, ww = std::min(left + out_w, W) - wx0;
+  gill::Image window;
+  const gill::Image* cur = &img;
+  if (H != img.height || W != img.width) {
+    window = pil_resize_window(img, W, H, static_cast<PilFilter>(cfg.resample), wx0, wy0, ww, wh);
+    cur = &window;
+  }
+  const int cur_y0 = cur == &img ? 0 : wy0, cur_x0 = cur == &img ? 0 : wx0, cur_w = cur->width;
   // 5-6. Rescale in float64 then float32, normalise in float32 (numpy's casts); 7. CHW.
   float mean[3], stdv[3];
   for (int c = 0; c < 3; ++c) {
@@ -260,10 +292,11 @@ torch::Tensor clip_preprocess(const gill::Image& img, const CLIPImageProcessorCo
     for (int x = 0; x < out_w; ++x) {
       const int sx = x + left;
       const bool inside = sy >= 0 && sy < H && sx >= 0 && sx < W;
+      const size_t at = inside ? (static_cast<size_t>(sy - cur_y0) * cur_w + (sx - cur_x0)) * 3 : 0;
       for (int c = 0; c < 3; ++c) {
-        const uint8_t u = inside ? cur->pixels[(static_cast<size_t>(sy) * W + sx) * 3 + c] : 0;
-        float v = cfg.do_rescale ? static_cast<float>(static_cast<double>(u) * cfg.rescale_factor)
-                                 : static_cast<float>(u);
+        const uint8_t u = inside ? cur->pixels[at + c] : 0;
+        float v =
+            cfg.do_rescale ? static_cast<float>(static_cast<double>(u) * cfg.rescale_factor) : static_cast<float>(u);
         if (cfg.do_normalize) v = (v - mean[c]) / stdv[c];
         o[(static_cast<size_t>(c) * out_h + y) * out_w + x] = v;
       }

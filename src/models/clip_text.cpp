@@ -8,6 +8,7 @@
 #include "io/tensor_source.h"
 #include "models/unet_2d_blocks.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace gill::models {
 
@@ -18,7 +19,7 @@ using sd_detail::linear;
 namespace {
 template <typename T>
 void get_if(const nlohmann::json& j, const char* key, T& out) {
-  if (j.contains(key) && !j.at(key).is_null()) out = j.at(key).get<T>();
+  if (j.contains(key) && !j.at(key).is_null()) out = util::json_get<T>(j.at(key));
 }
 }  // namespace
 

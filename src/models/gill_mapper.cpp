@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "util/error.h"
+#include "util/json.h"
 
 namespace gill::models {
 
@@ -19,7 +20,7 @@ template <typename T>
 T field(const nlohmann::json& j, const char* key, const std::string& where) {
   if (!j.contains(key)) detail::fail(ErrorCode::kFormat, str_cat(where, ": missing field '", key, "'"));
   try {
-    return j.at(key).get<T>();
+    return util::json_get<T>(j.at(key));
   } catch (const nlohmann::json::exception&) {
     detail::fail(ErrorCode::kFormat, str_cat(where, ": field '", key, "' has the wrong type (", j.at(key).dump(), ")"));
   }

@@ -13,6 +13,7 @@
 #include "io/tensor_source.h"
 #include "kernels/linear_bf16.h"
 #include "util/error.h"
+#include "util/json.h"
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
@@ -31,7 +32,7 @@ T field(const nlohmann::json& j, const char* key, T fallback) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
   try {
-    return it->get<T>();
+    return util::json_get<T>(*it);
   } catch (const nlohmann::json::exception&) {
     detail::fail(ErrorCode::kFormat, str_cat("field '", key, "' has the wrong type: ", it->dump()));
   }

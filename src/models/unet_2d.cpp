@@ -7,6 +7,7 @@
 #include "io/loader.h"
 #include "io/tensor_source.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace gill::models {
 
@@ -41,7 +42,7 @@ void check_inactive(const nlohmann::json& j, const std::string& where) {
   want_str("act_fn", "silu");
   want_str("attention_type", "default");
   if (j.contains("transformer_layers_per_block") && !j.at("transformer_layers_per_block").is_null() &&
-      !(j.at("transformer_layers_per_block").is_number() && j.at("transformer_layers_per_block").get<int>() == 1))
+      !(j.at("transformer_layers_per_block").is_number() && j.at("transformer_layers_per_block").get<double>() == 1.0))
     bad("transformer_layers_per_block", "only 1 is implemented");
   if (j.contains("resnet_out_scale_factor") && !j.at("resnet_out_scale_factor").is_null() &&
       j.at("resnet_out_scale_factor").get<double>() != 1.0)
@@ -50,7 +51,7 @@ void check_inactive(const nlohmann::json& j, const std::string& where) {
 
 template <typename T>
 void get_if(const nlohmann::json& j, const char* key, T& out) {
-  if (j.contains(key) && !j.at(key).is_null()) out = j.at(key).get<T>();
+  if (j.contains(key) && !j.at(key).is_null()) out = util::json_get<T>(j.at(key));
 }
 
 }  // namespace
@@ -86,9 +87,9 @@ UNet2DConditionConfig UNet2DConditionConfig::from_json(const nlohmann::json& j, 
     if (j.contains(heads_key) && !j.at(heads_key).is_null()) {
       const auto& h = j.at(heads_key);
       if (h.is_array()) {
-        c.attention_head_dim = h.get<std::vector<int64_t>>();
+        c.attention_head_dim = util::json_get<std::vector<int64_t>>(h);
       } else {
-        c.attention_head_dim.assign(c.block_out_channels.size(), h.get<int64_t>());
+        c.attention_head_dim.assign(c.block_out_channels.size(), util::json_get<int64_t>(h));
       }
     } else {
       c.attention_head_dim.assign(c.block_out_channels.size(), 8);

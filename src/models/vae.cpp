@@ -8,6 +8,7 @@
 #include "io/loader.h"
 #include "io/tensor_source.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace gill::models {
 
@@ -19,7 +20,7 @@ constexpr double kVaeEps = 1e-6;  // every VAE GroupNorm (resnets, attention, co
 
 template <typename T>
 void get_if(const nlohmann::json& j, const char* key, T& out) {
-  if (j.contains(key) && !j.at(key).is_null()) out = j.at(key).get<T>();
+  if (j.contains(key) && !j.at(key).is_null()) out = util::json_get<T>(j.at(key));
 }
 }  // namespace
 

@@ -1,0 +1,70 @@
+// Reading numbers out of JSON without undefined behaviour. nlohmann's get<int>() of a JSON float is a plain C++
+// cast, undefined when the value is out of range ("steps_offset": 1.5e118), and get<float>() of a large double is
+// too; get<int>() of a large JSON integer silently wraps. json_get<T>() is get<T>() with those cases checked.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace gill::util {
+
+namespace json_detail {
+template <typename T>
+struct is_vector : std::false_type {};
+template <typename U>
+struct is_vector<std::vector<U>> : std::true_type {};
+
+[[noreturn]] inline void out_of_range(const nlohmann::json& v, const char* type) {
+  throw nlohmann::json::type_error::create(302, "number " + v.dump() + " is not a valid " + type, &v);
+}
+}  // namespace json_detail
+
+// v as T. An integer T takes JSON integers in its range and JSON floats that are integral and in range (1.0 -> 1);
+// a float T takes any number whose magnitude fits; vectors convert element by element; other types are get<T>().
+// Anything else throws nlohmann::json::type_error, as get<T>() does for a value of the wrong type, so callers that
+// turn those into messages naming the key keep doing so.
+template <typename T>
+T json_get(const nlohmann::json& v) {
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    using L = std::numeric_limits<T>;
+    if (v.is_number_unsigned()) {
+      const uint64_t u = v.get<uint64_t>();
+      if (u <= static_cast<uint64_t>(L::max())) return static_cast<T>(u);
+    } else if (v.is_number_integer()) {
+      const int64_t i = v.get<int64_t>();
+      if ((std::is_signed_v<T> || i >= 0) && i >= static_cast<int64_t>(L::min()) &&
+          (i < 0 || static_cast<uint64_t>(i) <= static_cast<uint64_t>(L::max())))
+        return static_cast<T>(i);
+    } else if (v.is_number_float()) {
+      const double d = v.get<double>();
+      // L::max() + 1 is a power of two, so this bound is exact in double.
+      const double lo = static_cast<double>(L::min()), hi_excl = static_cast<double>(L::max() / 2 + 1) * 2.0;
+      if (std::isfinite(d) && d == std::floor(d) && d >= lo && d < hi_excl) return static_cast<T>(d);
+    } else {
+      return v.get<T>();  // throws type_error naming the JSON type
+    }
+    json_detail::out_of_range(v, std::is_signed_v<T> ? "signed integer of this size" : "unsigned integer of this size");
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (v.is_number_float()) {
+      const double d = v.get<double>();
+      if (std::isfinite(d) && std::fabs(d) > static_cast<double>(std::numeric_limits<T>::max()))
+        json_detail::out_of_range(v, "float");
+      return static_cast<T>(d);
+    }
+    return v.get<T>();  // integers convert exactly or by rounding (defined); other types throw type_error
+  } else if constexpr (json_detail::is_vector<T>::value) {
+    if (!v.is_array()) return v.get<T>();  // throws type_error
+    T out;
+    out.reserve(v.size());
+    for (const auto& x : v) out.push_back(json_get<typename T::value_type>(x));
+    return out;
+  } else {
+    return v.get<T>();
+  }
+}
+
+}  // namespace gill::util
