@@ -1,6 +1,7 @@
 // libFuzzer target: CLIP preprocessing (Pillow resampler, crop with padding, normalise) on arbitrary image sizes,
 // scales, filters and pixels. Any input must either succeed or throw gill::Error; nothing else (no crash, no
-// sanitizer report, no other exception); a window of a resize must equal that crop of the full resize. Run: tools/fuzz.sh clip_preprocess SECONDS.
+// sanitizer report, no other exception); a window of a resize must equal that crop of the full resize.
+// Run: tools/fuzz.sh clip_preprocess SECONDS.
 #include <gill/error.h>
 
 #include <cstddef>

@@ -1,7 +1,7 @@
 // libFuzzer target: image decoding (stb_image with PIL's convert("RGB") rules) and the CLIP preprocessing GILL
-// runs on every prompt image (resize, centre crop, normalise; at a 32-pixel size, see below). Images whose header claims more
-// than 2^16 pixels (256x256) are only decoded as far as the header check (the 100 MP limit itself is a unit
-// test): under ASan a fuzzer would otherwise spend its time inflating and resampling large all-zero images
+// runs on every prompt image (resize, centre crop, normalise; at a 32-pixel size, see below). Images whose header
+// claims more than 2^16 pixels (256x256) are only decoded as far as the header check (the 100 MP limit itself is a
+// unit test): under ASan a fuzzer would otherwise spend its time inflating and resampling large all-zero images
 // (17 executions/s with a 512x512 cap). Seeds: the image files in tests/data.
 #include <gill/error.h>
 #include <stb_image.h>

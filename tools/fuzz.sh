@@ -81,7 +81,7 @@ esac
 
 # Inputs longer than this add time per run, not coverage (whole-file readers keep the seeds' size).
 case $target in
-  tokenizer) max_len=(-max_len=1024) ;;
+  tokenizer) max_len=(-max_len=512) ;;
   image) max_len=(-max_len=16384) ;;
   *) max_len=() ;;
 esac
