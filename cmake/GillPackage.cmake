@@ -53,6 +53,11 @@ endforeach()
 if(STB_LIB)
   string(APPEND GILL_PC_TORCH_LIBS " ${STB_LIB}")
 endif()
+# A sanitizer build's libgill.a calls the sanitizer runtimes: its consumers must link with the same flags.
+if(GILL_SANITIZE)
+  target_link_options(gill_core INTERFACE $<INSTALL_INTERFACE:-fsanitize=address,undefined>)
+  string(APPEND GILL_PC_TORCH_LIBS " -fsanitize=address,undefined")
+endif()
 set(GILL_PC_REQUIRES "nlohmann_json spdlog libpcre2-8 icu-uc")
 # prefix relative to the .pc file, so `cmake --install --prefix ANY` gives a correct file.
 file(RELATIVE_PATH GILL_PC_PREFIX_REL /p/${CMAKE_INSTALL_LIBDIR}/pkgconfig /p)
