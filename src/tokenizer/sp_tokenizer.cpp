@@ -45,6 +45,12 @@ const SpmApi& spm_api() {
   static SpmApi api{};
   static std::string error;
   std::call_once(once, [] {
+#if defined(__SANITIZE_ADDRESS__)
+    // AddressSanitizer refuses RTLD_DEEPBIND (google/sanitizers#611), and without it the two protobufs clash.
+    error = "SentencePiece tokenizers are not available in an AddressSanitizer build (the shim is loaded with "
+            "RTLD_DEEPBIND, which ASan does not support)";
+    return;
+#endif
     const auto path = find_spm_shim();
     if (!path) {
       error = "the SentencePiece shim libgill_spm.so was not found (set GILL_SPM_LIB to its path)";
