@@ -52,11 +52,11 @@ Fixture& fixture() {
   return f;
 }
 
-io::SafetensorsFile& expected() {
+io::SafetensorsFile& gill_expected() {
   static io::SafetensorsFile f(data_dir() / "gill" / "expected_gill.safetensors");
   return f;
 }
-torch::Tensor E(const std::string& n) { return expected().get(n, torch::kFloat32); }
+torch::Tensor E(const std::string& n) { return gill_expected().get(n, torch::kFloat32); }
 
 std::vector<int64_t> ids_of(const torch::Tensor& t) {
   auto c = t.reshape({-1}).to(torch::kInt64).contiguous();

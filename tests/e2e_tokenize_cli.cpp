@@ -7,6 +7,8 @@
 
 #include "test_support.h"
 
+using gill::test::read_jsonl;
+
 namespace gill {
 namespace {
 
@@ -15,14 +17,6 @@ using test::run_cli;
 using Ids = std::vector<int64_t>;
 
 fs::path data() { return test::shared_dir() / "tokenizer-data"; }
-
-std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
-  std::ifstream f(p);
-  std::vector<nlohmann::json> out;
-  for (std::string line; std::getline(f, line);)
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
 
 // Runs `gill tokenize --tokenizer DIR FLAGS` over the lines of `golden` that have `field`, compares each output
 // line with that field.

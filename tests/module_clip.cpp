@@ -17,7 +17,7 @@ using nlohmann::json;
 
 std::filesystem::path fixture() { return data_dir() / "clip" / "fixture"; }
 
-io::SafetensorsFile& expected() {
+io::SafetensorsFile& clip_expected() {
   static io::SafetensorsFile f(fixture() / "expected_clip.safetensors");
   return f;
 }
@@ -81,7 +81,7 @@ TEST(ClipVision, ConfigErrors) {
 }
 
 void expect_matches_reference(const models::CLIPVisionOutput& out, double rtol) {
-  auto& fx = expected();
+  auto& fx = clip_expected();
   EXPECT_LT(rel_error(out.last_hidden.to(torch::kFloat32), fx.get("vision.last_hidden_state")), rtol) << "last_hidden";
   EXPECT_LT(rel_error(out.pooled.to(torch::kFloat32), fx.get("vision.pooler_output")), rtol) << "pooled";
   ASSERT_EQ(out.hidden_states.size(), 3u);
@@ -95,16 +95,16 @@ void expect_matches_reference(const models::CLIPVisionOutput& out, double rtol) 
 TEST(ClipVision, Fp32MatchesReferenceFromFullCLIPModel) {
   auto model = models::load_clip_vision(fixture() / "clip-vit-tiny", opts(torch::kFloat32));
   EXPECT_FALSE(model->gemm_fp32());
-  const auto out = model->forward(expected().get("pixel_values"), true);
+  const auto out = model->forward(clip_expected().get("pixel_values"), true);
   expect_matches_reference(out, 1e-4);
-  EXPECT_TRUE(tensors_close(out.pooled, expected().get("vision.pooler_output"), 1e-4, 1e-5, "pooled"));
-  EXPECT_TRUE(tensors_close(out.last_hidden, expected().get("vision.last_hidden_state"), 1e-4, 1e-5, "last_hidden"));
+  EXPECT_TRUE(tensors_close(out.pooled, clip_expected().get("vision.pooler_output"), 1e-4, 1e-5, "pooled"));
+  EXPECT_TRUE(tensors_close(out.last_hidden, clip_expected().get("vision.last_hidden_state"), 1e-4, 1e-5, "last_hidden"));
 }
 
 TEST(ClipVision, VisionOnlyCheckpointGivesTheSameOutputs) {
   auto full = models::load_clip_vision(fixture() / "clip-vit-tiny", opts(torch::kFloat32));
   auto vis = models::load_clip_vision(fixture() / "clip-vit-tiny-vision", opts(torch::kFloat32));
-  const auto pv = expected().get("pixel_values");
+  const auto pv = clip_expected().get("pixel_values");
   EXPECT_TRUE(full->forward(pv).pooled.equal(vis->forward(pv).pooled));
   expect_matches_reference(vis->forward(pv, true), 1e-4);
 }
@@ -113,14 +113,14 @@ TEST(ClipVision, VisionOnlyCheckpointGivesTheSameOutputs) {
 TEST(ClipVision, EmbedImagesEndToEndWithDump) {
   auto model = models::load_clip_vision(fixture() / "clip-vit-tiny", opts(torch::kFloat32));
   const auto pp = models::CLIPImageProcessorConfig::from_file(fixture() / "clip-vit-tiny/preprocessor_config.json");
-  std::vector<Image> images{models::image_from_hwc_uint8(expected().get("inputs.clip_input_0.png.rgb_uint8")),
-                            models::image_from_hwc_uint8(expected().get("inputs.clip_input_1.png.rgb_uint8"))};
+  std::vector<Image> images{models::image_from_hwc_uint8(clip_expected().get("inputs.clip_input_0.png.rgb_uint8")),
+                            models::image_from_hwc_uint8(clip_expected().get("inputs.clip_input_1.png.rgb_uint8"))};
   io::TensorDump dump;
   const auto pooled = models::clip_embed_images(model, pp, images, &dump);
-  EXPECT_TRUE(tensors_close(pooled, expected().get("vision.pooler_output"), 1e-4, 1e-5, "pooled"));
+  EXPECT_TRUE(tensors_close(pooled, clip_expected().get("vision.pooler_output"), 1e-4, 1e-5, "pooled"));
   ASSERT_TRUE(dump.has("clip.pixel_values"));
   ASSERT_TRUE(dump.has("clip.pooled"));
-  EXPECT_TRUE(dump.get("clip.pixel_values").equal(expected().get("pixel_values")));
+  EXPECT_TRUE(dump.get("clip.pixel_values").equal(clip_expected().get("pixel_values")));
   EXPECT_EQ(dump.get("clip.pooled").sizes(), (std::vector<int64_t>{2, 48}));
 }
 
@@ -129,12 +129,12 @@ TEST(ClipVision, EmbedImagesEndToEndWithDump) {
 TEST(ClipVision, Bf16WithinDocumentedBound) {
   auto model = models::load_clip_vision(fixture() / "clip-vit-tiny", opts(torch::kBFloat16));
   EXPECT_TRUE(model->gemm_fp32());
-  const auto out = model->forward(expected().get("pixel_values"), true);
+  const auto out = model->forward(clip_expected().get("pixel_values"), true);
   EXPECT_EQ(out.pooled.scalar_type(), torch::kBFloat16);
   expect_matches_reference(out, 2e-2);
   // libtorch's own bf16 GEMMs (what a bf16 GPU run does) agree with the fp32-accumulating path to bf16 rounding.
   model->set_gemm_fp32(false);
-  const auto native = model->forward(expected().get("pixel_values"));
+  const auto native = model->forward(clip_expected().get("pixel_values"));
   EXPECT_LT(rel_error(native.pooled.to(torch::kFloat32), out.pooled.to(torch::kFloat32)), 2e-2);
 }
 
@@ -191,7 +191,7 @@ TEST(ClipVision, TinyKitWritesALoadableDeterministicModel) {
   auto model = models::load_clip_vision(dir, opts(torch::kFloat32));
   const auto pp = models::CLIPImageProcessorConfig::from_file(dir / "preprocessor_config.json");
   EXPECT_EQ(pp.size, 32);
-  std::vector<Image> images{models::image_from_hwc_uint8(expected().get("inputs.clip_input_0.png.rgb_uint8"))};
+  std::vector<Image> images{models::image_from_hwc_uint8(clip_expected().get("inputs.clip_input_0.png.rgb_uint8"))};
   const auto pooled = models::clip_embed_images(model, pp, images);
   EXPECT_EQ(pooled.sizes(), (std::vector<int64_t>{1, 48}));
   EXPECT_TRUE(torch::isfinite(pooled).all().item<bool>());

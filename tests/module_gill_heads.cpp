@@ -39,11 +39,11 @@ Loaded load_heads() {
   return l;
 }
 
-io::SafetensorsFile& expected() {
+io::SafetensorsFile& heads_expected() {
   static io::SafetensorsFile f(gdir() / "expected_gill.safetensors");
   return f;
 }
-torch::Tensor E(const std::string& name) { return expected().get(name, torch::kFloat32); }
+torch::Tensor E(const std::string& name) { return heads_expected().get(name, torch::kFloat32); }
 
 }  // namespace
 

@@ -4,6 +4,8 @@
 #include "test_support.h"
 #include "util/error.h"
 
+using gill::test::error_of;
+
 using namespace gill;
 using gill::test::data_dir;
 using gill::test::shared_dir;
@@ -18,15 +20,6 @@ fs::path make_gill_dir(const std::string& tag, bool with_index = true) {
     fs::copy_file(src / f, dir / f, fs::copy_options::overwrite_existing);
   if (with_index) fs::copy_file(src / "cc3m_index.safetensors", dir / "index.safetensors");
   return dir;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 #include "test_support.h"
 #include "util/error.h"
 
+using gill::test::error_of;
+
 using namespace gill;
 using gill::test::data_dir;
 using gill::test::rel_error;
@@ -18,7 +20,7 @@ namespace {
 
 std::filesystem::path opt_dir(const std::string& name) { return data_dir() / "opt" / name; }
 
-io::SafetensorsFile& expected(const std::string& file) {
+io::SafetensorsFile& opt_expected(const std::string& file) {
   static std::map<std::string, std::unique_ptr<io::SafetensorsFile>> cache;
   auto& f = cache[file];
   if (!f) f = std::make_unique<io::SafetensorsFile>(data_dir() / "opt" / file);
@@ -29,15 +31,6 @@ models::OPTForCausalLM load(const std::string& name, torch::Dtype dtype = torch:
   return models::load_opt(opt_dir(name), models::ModuleOptions{dtype, torch::kCPU});
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 // fp32 parity: elementwise |a-e| <= 1e-4 |e| + 1e-5 and max|a-e| / max|e| <= 1e-4.
 void expect_parity(const torch::Tensor& actual, const torch::Tensor& want, const std::string& what) {
   EXPECT_TRUE(tensors_close(actual, want, 1e-4, 1e-5, what));
@@ -46,7 +39,7 @@ void expect_parity(const torch::Tensor& actual, const torch::Tensor& want, const
 
 void check_single(const std::string& model_name, const std::string& file) {
   auto model = load(model_name);
-  auto& exp = expected(file);
+  auto& exp = opt_expected(file);
   auto ids = exp.get("single.input_ids");
   models::OPTForwardOptions fo;
   fo.output_hidden_states = true;
@@ -66,7 +59,7 @@ std::vector<int64_t> to_vec(const torch::Tensor& t) {
 
 void check_greedy(const std::string& model_name, const std::string& file, bool use_cache) {
   auto model = load(model_name);
-  auto& exp = expected(file);
+  auto& exp = opt_expected(file);
   auto seq = exp.get("greedy.sequences");  // [1, 28 + 12]
   auto prompt = seq.narrow(1, 0, 28);
   pipeline::GenerateOptions g;
@@ -134,7 +127,7 @@ TEST(OPT, ProjPostLnLogitsAndHiddenStates) { check_single("opt-tiny-proj", "opt_
 TEST(OPT, PaddedBatches) {
   auto model = load("opt-tiny");
   for (const std::string side : {"batch_right", "batch_left"}) {
-    auto& exp = expected("opt.safetensors");
+    auto& exp = opt_expected("opt.safetensors");
     models::OPTForwardOptions fo;
     fo.attention_mask = exp.get(side + ".attention_mask");
     auto out = model->forward_ids(exp.get(side + ".input_ids"), nullptr, fo);
@@ -149,7 +142,7 @@ TEST(OPT, GreedyWithoutCacheMatchesGenerate) { check_greedy("opt-tiny", "opt.saf
 
 TEST(OPT, KvCacheEqualsFullRecomputation) {
   auto model = load("opt-tiny");
-  auto ids = expected("opt.safetensors").get("greedy.sequences");  // [1, 40]
+  auto ids = opt_expected("opt.safetensors").get("greedy.sequences");  // [1, 40]
   auto full = model->forward_ids(ids).logits;                         // [1, 40, V]
   models::KVCache cache;
   std::vector<torch::Tensor> steps;
@@ -169,7 +162,7 @@ TEST(OPT, KvCacheEqualsFullRecomputation) {
 TEST(OPT, PositionOffsetIsTwo) {
   // Rows 0 and 1 of embed_positions are never read without padding: poisoning them changes nothing.
   auto model = load("opt-tiny");
-  auto ids = expected("opt.safetensors").get("single.input_ids");
+  auto ids = opt_expected("opt.safetensors").get("single.input_ids");
   auto before = model->forward_ids(ids).logits;
   {
     torch::NoGradGuard ng;
@@ -181,13 +174,13 @@ TEST(OPT, PositionOffsetIsTwo) {
 
 TEST(OPT, HiddenStatesAtChosenPositions) {
   auto model = load("opt-tiny");
-  auto ids = expected("opt.safetensors").get("single.input_ids");
+  auto ids = opt_expected("opt.safetensors").get("single.input_ids");
   models::OPTForwardOptions fo;
   fo.output_hidden_states = true;
   fo.hidden_positions = {3, -1};
   auto out = model->forward_ids(ids, nullptr, fo);
   for (int i = 0; i < 3; ++i) {
-    auto want = expected("opt.safetensors").get("single.hidden_states." + std::to_string(i));
+    auto want = opt_expected("opt.safetensors").get("single.hidden_states." + std::to_string(i));
     auto pick = want.index_select(1, torch::tensor({3, 27}));
     expect_parity(out.hidden_states[i], pick, "hidden_positions " + std::to_string(i));
   }
@@ -201,7 +194,7 @@ TEST(OPT, Bf16StorageWithinDocumentedBound) {
   EXPECT_EQ(model->compute_dtype(), torch::kFloat32);
   EXPECT_EQ(model->decoder()->layer_list[0]->fc1->weight.scalar_type(), torch::kBFloat16);
   EXPECT_EQ(model->decoder()->layer_list[0]->fc1->bias.scalar_type(), torch::kFloat32);
-  auto& exp = expected("opt.safetensors");
+  auto& exp = opt_expected("opt.safetensors");
   auto out = model->forward_ids(exp.get("single.input_ids"));
   const double err = rel_error(out.logits, exp.get("single.logits"));
   EXPECT_LE(err, 3e-2);
@@ -217,7 +210,7 @@ TEST(OPT, Bf16StorageWithinDocumentedBound) {
 
 TEST(OPT, ResizeTokenEmbeddingsKeepsRowsAndTie) {
   auto model = load("opt-tiny");
-  auto ids = expected("opt.safetensors").get("single.input_ids");
+  auto ids = opt_expected("opt.safetensors").get("single.input_ids");
   auto before = model->forward_ids(ids).logits;
   model->resize_token_embeddings(420);
   EXPECT_EQ(model->config().vocab_size, 420);
@@ -284,7 +277,7 @@ TEST(OPTErrors, MissingKeyAndDecoderPrefix) {
                 "model.decoder.layers.0.fc1.bias)");
   io::write_safetensors(dir / "model.safetensors", renamed);
   auto model = models::load_opt(dir, {});
-  auto& exp = expected("opt.safetensors");
+  auto& exp = opt_expected("opt.safetensors");
   expect_parity(model->forward_ids(exp.get("single.input_ids")).logits, exp.get("single.logits"), "decoder.* keys");
   std::filesystem::remove_all(dir);
 }

@@ -7,6 +7,8 @@
 #include "test_support.h"
 #include "util/error.h"
 
+using gill::test::error_of;
+
 using namespace gill;
 using gill::test::data_dir;
 using gill::test::temp_dir;
@@ -16,18 +18,9 @@ namespace {
 
 std::filesystem::path te_dir() { return data_dir() / "sd" / "text_encoder"; }
 
-io::SafetensorsFile& expected() {
+io::SafetensorsFile& te_expected() {
   static io::SafetensorsFile f(data_dir() / "sd" / "expected" / "text_encoder.safetensors");
   return f;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 }  // namespace
@@ -44,10 +37,10 @@ TEST(SDTextEncoder, ConfigFromFile) {
 TEST(SDTextEncoder, LastHiddenStateMatchesTransformers) {
   torch::InferenceMode guard;
   auto te = models::load_clip_text(te_dir(), {});
-  auto ids = expected().get("input_ids");
+  auto ids = te_expected().get("input_ids");
   ASSERT_EQ(ids.sizes(), (std::vector<int64_t>{4, 77}));
   auto got = te(ids);
-  auto want = expected().get("last_hidden_state");
+  auto want = te_expected().get("last_hidden_state");
   EXPECT_TRUE(tensors_close(got, want, 1e-4, 1e-5, "last_hidden_state"));
   EXPECT_LT(test::rel_error(got, want), 1e-5);
   // One prompt at a time gives the same rows (no cross-batch effects).
@@ -60,9 +53,9 @@ TEST(SDTextEncoder, Bf16StorageStaysClose) {
   models::ModuleOptions o;
   o.dtype = torch::kBFloat16;
   auto te = models::load_clip_text(te_dir(), o);
-  auto got = te(expected().get("input_ids"));
+  auto got = te(te_expected().get("input_ids"));
   EXPECT_EQ(got.scalar_type(), torch::kFloat32);
-  EXPECT_LT(test::rel_error(got, expected().get("last_hidden_state")), 3e-2);
+  EXPECT_LT(test::rel_error(got, te_expected().get("last_hidden_state")), 3e-2);
 }
 
 TEST(SDTextEncoder, MissingKeyAndDisagreement) {

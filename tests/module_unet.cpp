@@ -7,6 +7,8 @@
 #include "test_support.h"
 #include "util/error.h"
 
+using gill::test::error_of;
+
 using namespace gill;
 using gill::test::data_dir;
 using gill::test::temp_dir;
@@ -16,7 +18,7 @@ namespace {
 
 std::filesystem::path unet_dir() { return data_dir() / "sd" / "unet"; }
 
-io::SafetensorsFile& expected() {
+io::SafetensorsFile& unet_expected() {
   static io::SafetensorsFile f(data_dir() / "sd" / "expected" / "unet.safetensors");
   return f;
 }
@@ -24,15 +26,6 @@ io::SafetensorsFile& expected() {
 models::UNet2DConditionModel& fp32_unet() {
   static auto m = models::load_unet(unet_dir(), {});
   return m;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 // A copy of the fixture UNet folder in a temp dir, with the config edited and/or keys dropped.
@@ -66,10 +59,10 @@ TEST(UNet, ConfigFromFile) {
 TEST(UNet, NoisePredictionMatchesDiffusers) {
   torch::InferenceMode guard;
   auto& unet = fp32_unet();
-  auto sample = expected().get("sample"), ctx = expected().get("encoder_hidden_states");
+  auto sample = unet_expected().get("sample"), ctx = unet_expected().get("encoder_hidden_states");
   for (const char* c : {"t981_scalar", "t_1_500", "t0_scalar"}) {
-    auto t = expected().get(std::string(c) + ".timestep");
-    auto want = expected().get(std::string(c) + ".noise_pred");
+    auto t = unet_expected().get(std::string(c) + ".timestep");
+    auto want = unet_expected().get(std::string(c) + ".noise_pred");
     auto got = unet(sample, t, ctx);
     EXPECT_TRUE(tensors_close(got, want, 1e-4, 1e-5, c));
     EXPECT_LT(test::rel_error(got, want), 1e-5) << c;
@@ -79,8 +72,8 @@ TEST(UNet, NoisePredictionMatchesDiffusers) {
 TEST(UNet, TimestepTensorShapesAndDtypes) {
   torch::InferenceMode guard;
   auto& unet = fp32_unet();
-  auto sample = expected().get("sample"), ctx = expected().get("encoder_hidden_states");
-  auto want = expected().get("t981_scalar.noise_pred");
+  auto sample = unet_expected().get("sample"), ctx = unet_expected().get("encoder_hidden_states");
+  auto want = unet_expected().get("t981_scalar.noise_pred");
   // [B] int64, float64 scalar (Euler passes float64) and [1] all mean the same.
   EXPECT_TRUE(tensors_close(unet(sample, torch::tensor({981, 981}), ctx), want, 1e-4, 1e-5, "[B] int64"));
   EXPECT_TRUE(tensors_close(unet(sample, torch::tensor(981.0, torch::kFloat64), ctx), want, 1e-4, 1e-5, "f64"));
@@ -110,11 +103,11 @@ TEST(UNet, Bf16StorageStaysClose) {
   auto unet = models::load_unet(unet_dir(), o);
   EXPECT_EQ(unet->conv_in->weight.scalar_type(), torch::kBFloat16);
   EXPECT_EQ(unet->compute_dtype(), torch::kFloat32);
-  auto got = unet(expected().get("sample"), expected().get("t981_scalar.timestep"),
-                  expected().get("encoder_hidden_states"));
+  auto got = unet(unet_expected().get("sample"), unet_expected().get("t981_scalar.timestep"),
+                  unet_expected().get("encoder_hidden_states"));
   EXPECT_EQ(got.scalar_type(), torch::kFloat32);
   // bf16 weights (8-bit mantissa), fp32 arithmetic: documented tolerance 3e-2 relative to the output's max.
-  EXPECT_LT(test::rel_error(got, expected().get("t981_scalar.noise_pred")), 3e-2);
+  EXPECT_LT(test::rel_error(got, unet_expected().get("t981_scalar.noise_pred")), 3e-2);
 }
 
 TEST(UNet, NonDivisibleLatentSizeUsesSkipSizes) {

@@ -7,6 +7,8 @@
 #include "test_support.h"
 #include "util/error.h"
 
+using gill::test::error_of;
+
 using namespace gill;
 using gill::test::data_dir;
 using gill::test::temp_dir;
@@ -16,7 +18,7 @@ namespace {
 
 std::filesystem::path vae_dir() { return data_dir() / "sd" / "vae"; }
 
-io::SafetensorsFile& expected() {
+io::SafetensorsFile& vae_expected() {
   static io::SafetensorsFile f(data_dir() / "sd" / "expected" / "vae.safetensors");
   return f;
 }
@@ -24,15 +26,6 @@ io::SafetensorsFile& expected() {
 models::AutoencoderKL& fp32_vae() {
   static auto m = models::load_vae(vae_dir(), {});
   return m;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 // The fixture VAE with its weights renamed by `rename` (keys mapped to "" are dropped).
@@ -69,17 +62,17 @@ TEST(VAE, ConfigFromFile) {
 
 TEST(VAE, DecodeMatchesDiffusers) {
   torch::InferenceMode guard;
-  auto got = fp32_vae()->decode(expected().get("decode.latents"));
-  auto want = expected().get("decode.sample");
+  auto got = fp32_vae()->decode(vae_expected().get("decode.latents"));
+  auto want = vae_expected().get("decode.sample");
   EXPECT_TRUE(tensors_close(got, want, 1e-4, 1e-5, "decode.sample"));
   EXPECT_LT(test::rel_error(got, want), 1e-5);
 }
 
 TEST(VAE, EncodeMatchesDiffusers) {
   torch::InferenceMode guard;
-  auto [mean, logvar] = fp32_vae()->encode(expected().get("encode.image"));
-  EXPECT_TRUE(tensors_close(mean, expected().get("encode.mean"), 1e-4, 1e-5, "encode.mean"));
-  EXPECT_TRUE(tensors_close(logvar, expected().get("encode.logvar"), 1e-4, 1e-5, "encode.logvar"));
+  auto [mean, logvar] = fp32_vae()->encode(vae_expected().get("encode.image"));
+  EXPECT_TRUE(tensors_close(mean, vae_expected().get("encode.mean"), 1e-4, 1e-5, "encode.mean"));
+  EXPECT_TRUE(tensors_close(logvar, vae_expected().get("encode.logvar"), 1e-4, 1e-5, "encode.logvar"));
 }
 
 TEST(VAE, LegacyAttentionNamesLoad) {
@@ -91,8 +84,8 @@ TEST(VAE, LegacyAttentionNamesLoad) {
     ASSERT_FALSE(f.contains("decoder.mid_block.attentions.0.to_out.0.weight"));
   }
   auto vae = models::load_vae(dir, {});
-  EXPECT_TRUE(torch::equal(vae->decode(expected().get("decode.latents")),
-                           fp32_vae()->decode(expected().get("decode.latents"))));
+  EXPECT_TRUE(torch::equal(vae->decode(vae_expected().get("decode.latents")),
+                           fp32_vae()->decode(vae_expected().get("decode.latents"))));
   std::filesystem::remove_all(dir);
 }
 
@@ -101,9 +94,9 @@ TEST(VAE, Bf16StorageStaysClose) {
   models::ModuleOptions o;
   o.dtype = torch::kBFloat16;
   auto vae = models::load_vae(vae_dir(), o);
-  auto got = vae->decode(expected().get("decode.latents"));
+  auto got = vae->decode(vae_expected().get("decode.latents"));
   EXPECT_EQ(got.scalar_type(), torch::kFloat32);
-  EXPECT_LT(test::rel_error(got, expected().get("decode.sample")), 3e-2);
+  EXPECT_LT(test::rel_error(got, vae_expected().get("decode.sample")), 3e-2);
 }
 
 TEST(VAE, MissingKey) {

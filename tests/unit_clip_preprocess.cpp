@@ -10,6 +10,8 @@
 #include "test_support.h"
 #include "util/error.h"
 
+using gill::test::expect_error;
+
 namespace gill::test {
 namespace {
 
@@ -66,16 +68,6 @@ TEST(ClipPreprocess, ConfigDictForm) {
   EXPECT_FALSE(c.do_rescale);
   EXPECT_EQ(c.rescale_factor, 0.5);
   EXPECT_EQ(c.resample, 2);
-}
-
-void expect_error(const std::function<void()>& fn, ErrorCode code, const std::string& message) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected: " << message;
-  } catch (const gill::Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    EXPECT_EQ(std::string(e.what()), message);
-  }
 }
 
 TEST(ClipPreprocess, ConfigErrors) {

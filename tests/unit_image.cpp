@@ -8,6 +8,9 @@
 #include "test_support.h"
 #include "util/error.h"
 
+using gill::test::io_data;
+using gill::test::expect_error;
+
 using namespace gill;
 using gill::test::data_dir;
 
@@ -15,19 +18,8 @@ namespace {
 // Measured: stb_image decodes both JPEG fixtures bit-identically to PIL 9.4 (libjpeg-turbo); allow a little
 // for other libjpeg builds' IDCT/upsampling rounding.
 constexpr int JPEG_MAXDIFF = 2;
-std::filesystem::path io_data(const std::string& name) { return data_dir() / "io" / name; }
 torch::Tensor as_tensor(const Image& im) {
   return torch::from_blob(const_cast<uint8_t*>(im.pixels.data()), {im.height, im.width, 3}, torch::kUInt8).clone();
-}
-template <typename Fn>
-void expect_error(Fn&& fn, ErrorCode code, const std::string& message) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected: " << message;
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    EXPECT_EQ(std::string(e.what()), message);
-  }
 }
 }  // namespace
 

@@ -33,7 +33,7 @@ std::string refusal(const json& v) {
 }
 
 template <typename Fn>
-std::string message_of(Fn&& fn) {
+std::string format_error_of(Fn&& fn) {
   try {
     fn();
   } catch (const Error& e) {
@@ -87,24 +87,24 @@ TEST(JsonGet, Floats) {
 }
 
 TEST(JsonGet, ConfigReadersRefuseHugeIntegers) {
-  EXPECT_EQ(message_of([] { models::OPTConfig::from_json({{"hidden_size", 1e300}}); }),
+  EXPECT_EQ(format_error_of([] { models::OPTConfig::from_json({{"hidden_size", 1e300}}); }),
             "field 'hidden_size' has the wrong type: 1e+300");
   auto args = json::parse(R"({"opt_version": "facebook/opt-tiny", "freeze_lm": true, "visual_encoder": "x",
     "freeze_vm": true, "n_visual_tokens": 4, "ret_emb_dim": 24, "gen_emb_dim": 32, "text_emb_layers": [-1],
     "text_fc_mode": "gill_mapper", "ret_text_fc_mode": "linear", "num_tokens": 8, "num_clip_tokens": 77,
     "share_ret_gen": true, "norm_image_embed": "none", "retrieval_token_idx": [4.1e111],
     "gen_token_idx": [410]})");
-  EXPECT_EQ(message_of([&] { models::GILLArgs::from_json(args, "model_args.json"); }),
+  EXPECT_EQ(format_error_of([&] { models::GILLArgs::from_json(args, "model_args.json"); }),
             "model_args.json: field 'retrieval_token_idx' has the wrong type ([4.1e+111])");
-  EXPECT_NE(message_of([] { models::UNet2DConditionConfig::from_json({{"cross_attention_dim", -3e200}}); })
+  EXPECT_NE(format_error_of([] { models::UNet2DConditionConfig::from_json({{"cross_attention_dim", -3e200}}); })
                 .find("-3e+200"),
             std::string::npos);
-  EXPECT_NE(message_of([] { models::UNet2DConditionConfig::from_json({{"attention_head_dim", {8, 1e19}}}); })
+  EXPECT_NE(format_error_of([] { models::UNet2DConditionConfig::from_json({{"attention_head_dim", {8, 1e19}}}); })
                 .find("1e+19"),
             std::string::npos);
-  EXPECT_NE(message_of([] { models::AutoencoderKLConfig::from_json({{"latent_channels", 5e20}}); }).find("5e+20"),
+  EXPECT_NE(format_error_of([] { models::AutoencoderKLConfig::from_json({{"latent_channels", 5e20}}); }).find("5e+20"),
             std::string::npos);
-  EXPECT_NE(message_of([] { models::CLIPTextConfig::from_json({{"hidden_size", 1e100}}); }).find("1e+100"),
+  EXPECT_NE(format_error_of([] { models::CLIPTextConfig::from_json({{"hidden_size", 1e100}}); }).find("1e+100"),
             std::string::npos);
 }
 

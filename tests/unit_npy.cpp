@@ -6,22 +6,11 @@
 #include "test_support.h"
 #include "util/error.h"
 
+using gill::test::io_data;
+using gill::test::expect_error;
+
 using namespace gill;
 using gill::test::data_dir;
-
-namespace {
-std::filesystem::path io_data(const std::string& name) { return data_dir() / "io" / name; }
-template <typename Fn>
-void expect_error(Fn&& fn, ErrorCode code, const std::string& message) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected: " << message;
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    EXPECT_EQ(std::string(e.what()), message);
-  }
-}
-}  // namespace
 
 TEST(Npy, Dtypes) {
   EXPECT_TRUE(torch::equal(io::load_npy(io_data("f32_2x3.npy")), torch::arange(6, torch::kFloat32).reshape({2, 3})));

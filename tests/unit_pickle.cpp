@@ -12,33 +12,13 @@
 #include "test_support.h"
 #include "util/error.h"
 
+using gill::test::bytes;
+using gill::test::io_data;
+using gill::test::expect_error;
+
 using namespace gill;
 using gill::test::data_dir;
 using gill::test::shared_dir;
-
-namespace {
-
-std::filesystem::path io_data(const std::string& name) { return data_dir() / "io" / name; }
-
-// Runs fn, expects a gill::Error with `code` and exactly `message`.
-template <typename Fn>
-void expect_error(Fn&& fn, ErrorCode code, const std::string& message) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected: " << message;
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    EXPECT_EQ(std::string(e.what()), message);
-  }
-}
-
-std::string bytes(std::initializer_list<int> b) {
-  std::string s;
-  for (int x : b) s.push_back(static_cast<char>(x));
-  return s;
-}
-
-}  // namespace
 
 TEST(Pickle, UpstreamDecisionModel) {
   const auto path = shared_dir() / "upstream" / "gill" / "decision_model.pth.tar";

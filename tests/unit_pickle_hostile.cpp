@@ -16,31 +16,14 @@
 #include "test_support.h"
 #include "util/error.h"
 
+using gill::test::bytes;
+using gill::test::io_data;
+using gill::test::expect_error;
+
 using namespace gill;
 using gill::test::data_dir;
 
 namespace {
-
-std::filesystem::path io_data(const std::string& name) {
-  return data_dir() / "io" / name;
-}
-
-template <typename Fn>
-void expect_error(Fn&& fn, ErrorCode code, const std::string& message) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected: " << message;
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    EXPECT_EQ(std::string(e.what()), message);
-  }
-}
-
-std::string bytes(std::initializer_list<int> b) {
-  std::string s;
-  for (int x : b) s.push_back(static_cast<char>(x));
-  return s;
-}
 
 std::string repeat(const std::string& s, size_t n) {
   std::string out;

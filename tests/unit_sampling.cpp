@@ -4,18 +4,12 @@
 #include "test_support.h"
 #include "util/error.h"
 
+using gill::test::error_of;
+
 using namespace gill;
 using namespace gill::pipeline;
 
 namespace {
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 const float kInf = std::numeric_limits<float>::infinity();
 }  // namespace
 

@@ -7,6 +7,8 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
+using gill::test::read_jsonl;
+
 namespace gill::tokenizer {
 namespace {
 
@@ -15,14 +17,6 @@ using gill::test::shared_dir;
 using Ids = std::vector<int64_t>;
 
 fs::path data() { return shared_dir() / "tokenizer-data"; }
-
-std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
-  std::ifstream f(p);
-  std::vector<nlohmann::json> out;
-  for (std::string line; std::getline(f, line);)
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
 
 std::string show(const Ids& ids) {
   std::string s = "[";

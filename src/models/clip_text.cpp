@@ -16,12 +16,6 @@ using detail::str_cat;
 using sd_detail::layer_norm;
 using sd_detail::linear;
 
-namespace {
-template <typename T>
-void get_if(const nlohmann::json& j, const char* key, T& out) {
-  if (j.contains(key) && !j.at(key).is_null()) out = util::json_get<T>(j.at(key));
-}
-}  // namespace
 
 CLIPTextConfig CLIPTextConfig::from_json(const nlohmann::json& j_in, const std::string& where) {
   CLIPTextConfig c;
@@ -30,14 +24,14 @@ CLIPTextConfig CLIPTextConfig::from_json(const nlohmann::json& j_in, const std::
                                 ? j_in.at("text_config")
                                 : j_in;
   try {
-    get_if(j, "vocab_size", c.vocab_size);
-    get_if(j, "hidden_size", c.hidden_size);
-    get_if(j, "intermediate_size", c.intermediate_size);
-    get_if(j, "num_hidden_layers", c.num_hidden_layers);
-    get_if(j, "num_attention_heads", c.num_attention_heads);
-    get_if(j, "max_position_embeddings", c.max_position_embeddings);
-    get_if(j, "hidden_act", c.hidden_act);
-    get_if(j, "layer_norm_eps", c.layer_norm_eps);
+    util::json_get_if(j, "vocab_size", c.vocab_size);
+    util::json_get_if(j, "hidden_size", c.hidden_size);
+    util::json_get_if(j, "intermediate_size", c.intermediate_size);
+    util::json_get_if(j, "num_hidden_layers", c.num_hidden_layers);
+    util::json_get_if(j, "num_attention_heads", c.num_attention_heads);
+    util::json_get_if(j, "max_position_embeddings", c.max_position_embeddings);
+    util::json_get_if(j, "hidden_act", c.hidden_act);
+    util::json_get_if(j, "layer_norm_eps", c.layer_norm_eps);
   } catch (const nlohmann::json::exception& e) {
     detail::fail(ErrorCode::kFormat, str_cat(where, ": ", e.what()));
   }

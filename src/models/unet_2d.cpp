@@ -49,37 +49,32 @@ void check_inactive(const nlohmann::json& j, const std::string& where) {
     bad("resnet_out_scale_factor", "only 1.0 is implemented");
 }
 
-template <typename T>
-void get_if(const nlohmann::json& j, const char* key, T& out) {
-  if (j.contains(key) && !j.at(key).is_null()) out = util::json_get<T>(j.at(key));
-}
-
 }  // namespace
 
 UNet2DConditionConfig UNet2DConditionConfig::from_json(const nlohmann::json& j, const std::string& where) {
   UNet2DConditionConfig c;
   try {
     check_inactive(j, where);
-    get_if(j, "in_channels", c.in_channels);
-    get_if(j, "out_channels", c.out_channels);
-    get_if(j, "sample_size", c.sample_size);
-    get_if(j, "block_out_channels", c.block_out_channels);
-    get_if(j, "down_block_types", c.down_block_types);
-    get_if(j, "up_block_types", c.up_block_types);
-    get_if(j, "mid_block_type", c.mid_block_type);
-    get_if(j, "layers_per_block", c.layers_per_block);
-    get_if(j, "cross_attention_dim", c.cross_attention_dim);
-    get_if(j, "norm_num_groups", c.norm_num_groups);
-    get_if(j, "norm_eps", c.norm_eps);
-    get_if(j, "flip_sin_to_cos", c.flip_sin_to_cos);
-    get_if(j, "freq_shift", c.freq_shift);
-    get_if(j, "downsample_padding", c.downsample_padding);
-    get_if(j, "mid_block_scale_factor", c.mid_block_scale_factor);
-    get_if(j, "use_linear_projection", c.use_linear_projection);
-    get_if(j, "center_input_sample", c.center_input_sample);
-    get_if(j, "act_fn", c.act_fn);
-    get_if(j, "conv_in_kernel", c.conv_in_kernel);
-    get_if(j, "conv_out_kernel", c.conv_out_kernel);
+    util::json_get_if(j, "in_channels", c.in_channels);
+    util::json_get_if(j, "out_channels", c.out_channels);
+    util::json_get_if(j, "sample_size", c.sample_size);
+    util::json_get_if(j, "block_out_channels", c.block_out_channels);
+    util::json_get_if(j, "down_block_types", c.down_block_types);
+    util::json_get_if(j, "up_block_types", c.up_block_types);
+    util::json_get_if(j, "mid_block_type", c.mid_block_type);
+    util::json_get_if(j, "layers_per_block", c.layers_per_block);
+    util::json_get_if(j, "cross_attention_dim", c.cross_attention_dim);
+    util::json_get_if(j, "norm_num_groups", c.norm_num_groups);
+    util::json_get_if(j, "norm_eps", c.norm_eps);
+    util::json_get_if(j, "flip_sin_to_cos", c.flip_sin_to_cos);
+    util::json_get_if(j, "freq_shift", c.freq_shift);
+    util::json_get_if(j, "downsample_padding", c.downsample_padding);
+    util::json_get_if(j, "mid_block_scale_factor", c.mid_block_scale_factor);
+    util::json_get_if(j, "use_linear_projection", c.use_linear_projection);
+    util::json_get_if(j, "center_input_sample", c.center_input_sample);
+    util::json_get_if(j, "act_fn", c.act_fn);
+    util::json_get_if(j, "conv_in_kernel", c.conv_in_kernel);
+    util::json_get_if(j, "conv_out_kernel", c.conv_out_kernel);
     // attention_head_dim: an int or one per block. A non-null num_attention_heads (newer configs) wins.
     const char* heads_key = (j.contains("num_attention_heads") && !j.at("num_attention_heads").is_null())
                                 ? "num_attention_heads"

@@ -17,27 +17,22 @@ using namespace sd_detail;
 
 namespace {
 constexpr double kVaeEps = 1e-6;  // every VAE GroupNorm (resnets, attention, conv_norm_out)
-
-template <typename T>
-void get_if(const nlohmann::json& j, const char* key, T& out) {
-  if (j.contains(key) && !j.at(key).is_null()) out = util::json_get<T>(j.at(key));
-}
 }  // namespace
 
 AutoencoderKLConfig AutoencoderKLConfig::from_json(const nlohmann::json& j, const std::string& where) {
   AutoencoderKLConfig c;
   try {
-    get_if(j, "in_channels", c.in_channels);
-    get_if(j, "out_channels", c.out_channels);
-    get_if(j, "latent_channels", c.latent_channels);
-    get_if(j, "block_out_channels", c.block_out_channels);
-    get_if(j, "down_block_types", c.down_block_types);
-    get_if(j, "up_block_types", c.up_block_types);
-    get_if(j, "layers_per_block", c.layers_per_block);
-    get_if(j, "norm_num_groups", c.norm_num_groups);
-    get_if(j, "act_fn", c.act_fn);
-    get_if(j, "sample_size", c.sample_size);
-    get_if(j, "scaling_factor", c.scaling_factor);
+    util::json_get_if(j, "in_channels", c.in_channels);
+    util::json_get_if(j, "out_channels", c.out_channels);
+    util::json_get_if(j, "latent_channels", c.latent_channels);
+    util::json_get_if(j, "block_out_channels", c.block_out_channels);
+    util::json_get_if(j, "down_block_types", c.down_block_types);
+    util::json_get_if(j, "up_block_types", c.up_block_types);
+    util::json_get_if(j, "layers_per_block", c.layers_per_block);
+    util::json_get_if(j, "norm_num_groups", c.norm_num_groups);
+    util::json_get_if(j, "act_fn", c.act_fn);
+    util::json_get_if(j, "sample_size", c.sample_size);
+    util::json_get_if(j, "scaling_factor", c.scaling_factor);
   } catch (const nlohmann::json::exception& e) {
     detail::fail(ErrorCode::kFormat, str_cat(where, ": ", e.what()));
   }

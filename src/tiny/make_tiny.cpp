@@ -31,7 +31,7 @@ torch::Tensor tiny_randn(torch::Generator& gen, at::IntArrayRef shape, double st
 }
 
 void write_json(const std::filesystem::path& path, const nlohmann::json& j, int indent) {
-  io::write_file_atomic(path, j.dump(indent));
+  io::write_file_atomic(path, j.dump(indent) + "\n");
 }
 
 void write_tiny_retrieval_index(const std::filesystem::path& root, uint64_t seed) {

@@ -9,6 +9,7 @@
 
 #include "io/atomic_file.h"
 #include "io/tensor_source.h"
+#include "tiny/make_tiny.h"
 #include "util/error.h"
 
 namespace gill::tiny {
@@ -44,11 +45,6 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> opt_tensor_shapes(cons
   return out;
 }
 
-void write_json(const fs::path& p, const nlohmann::json& j) {
-  std::ofstream f(p);
-  GILL_CHECK(f.good(), ErrorCode::kIo, p.string(), ": cannot write");
-  f << j.dump(2) << "\n";
-}
 
 
 }  // namespace
@@ -86,7 +82,7 @@ void write_random_opt(const fs::path& dir, const models::OPTConfig& config, torc
   fs::create_directories(dir);
   auto cfg = config;
   cfg.torch_dtype = dtype == torch::kBFloat16 ? "bfloat16" : dtype == torch::kFloat16 ? "float16" : "float32";
-  write_json(dir / "config.json", opt_config_json(cfg));
+  write_json(dir / "config.json", opt_config_json(cfg), 2);
 
   const auto shapes = opt_tensor_shapes(config);
   const io::DType dt = io::from_torch(dtype);
@@ -151,7 +147,8 @@ void write_tiny_opt(const fs::path& dir, uint64_t seed) {
                                               {"bos_token_id", c.bos_token_id},
                                               {"eos_token_id", c.eos_token_id},
                                               {"pad_token_id", c.pad_token_id},
-                                              {"transformers_version", "4.30.2"}});
+                                              {"transformers_version", "4.30.2"}},
+             2);
   // A real byte-level BPE vocabulary trained on English text (409 entries, as the fixtures: [IMG0..7] follow).
   tokenizer::write_tiny_opt_tokenizer(dir, 409);
 }

@@ -9,18 +9,13 @@
 #include "models/clip_text.h"
 #include "models/unet_2d.h"
 #include "models/vae.h"
+#include "tiny/make_tiny.h"
 #include "util/error.h"
 
 namespace gill::tiny {
 
 namespace {
 
-void write_json(const std::filesystem::path& path, const nlohmann::json& j) {
-  std::ofstream out(path, std::ios::trunc);
-  GILL_CHECK(out.good(), ErrorCode::kIo, "cannot write ", path.string());
-  out << j.dump(2) << "\n";
-  GILL_CHECK(out.good(), ErrorCode::kIo, "cannot write ", path.string());
-}
 
 void write_weights(torch::nn::Module& m, const std::filesystem::path& path) {
   io::NamedTensors ts;
@@ -105,21 +100,21 @@ void write_tiny_sd_models(const std::filesystem::path& root, uint64_t seed, cons
     for (const char* sub : {"unet", "vae", "text_encoder"}) fs::create_directories(root / sub);
     {
       const auto j = unet_config();
-      write_json(root / "unet" / "config.json", j);
+      write_json(root / "unet" / "config.json", j, 2);
       models::UNet2DConditionModel m(models::UNet2DConditionConfig::from_json(j), models::ModuleOptions{});
       models::init_random(*m, seed + 1);
       write_weights(*m, root / "unet" / "diffusion_pytorch_model.safetensors");
     }
     {
       const auto j = vae_config();
-      write_json(root / "vae" / "config.json", j);
+      write_json(root / "vae" / "config.json", j, 2);
       models::AutoencoderKL m(models::AutoencoderKLConfig::from_json(j), models::ModuleOptions{});
       models::init_random(*m, seed + 2);
       write_weights(*m, root / "vae" / "diffusion_pytorch_model.safetensors");
     }
     {
       const auto j = text_config(opt.text_vocab_size);
-      write_json(root / "text_encoder" / "config.json", j);
+      write_json(root / "text_encoder" / "config.json", j, 2);
       models::CLIPTextModel m(models::CLIPTextConfig::from_json(j), models::ModuleOptions{});
       models::init_random(*m, seed + 3);
       write_weights(*m, root / "text_encoder" / "model.safetensors");

@@ -67,4 +67,10 @@ T json_get(const nlohmann::json& v) {
   }
 }
 
+// Config readers: out = json_get<T>(j[key]) when the key is present and not null; otherwise out keeps its default.
+template <typename T>
+void json_get_if(const nlohmann::json& j, const char* key, T& out) {
+  if (j.contains(key) && !j.at(key).is_null()) out = json_get<T>(j.at(key));
+}
+
 }  // namespace gill::util

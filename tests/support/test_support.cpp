@@ -64,6 +64,31 @@ double rel_error(const torch::Tensor& actual, const torch::Tensor& expected) {
   return ::testing::AssertionFailure() << os.str();
 }
 
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+fs::path io_data(const std::string& name) { return data_dir() / "io" / name; }
+
+std::string bytes(std::initializer_list<int> b) {
+  std::string s;
+  for (int x : b) s.push_back(static_cast<char>(x));
+  return s;
+}
+
+std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
+  std::ifstream f(p);
+  std::vector<nlohmann::json> out;
+  for (std::string line; std::getline(f, line);)
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
 static std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {

@@ -5,7 +5,13 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
+#include <initializer_list>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
+
+#include "util/error.h"
 
 namespace gill::test {
 
@@ -36,5 +42,22 @@ struct CliResult {
 };
 // Runs the gill CLI with args (shell-quoted for you), optional stdin text.
 CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text = "");
+
+// The message of the gill::Error that fn throws, or "no error".
+std::string error_of(const std::function<void()>& fn);
+// fn throws a gill::Error with this code and exactly this message.
+template <typename Fn>
+void expect_error(Fn&& fn, ErrorCode code, const std::string& message) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error; expected: " << message;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    EXPECT_EQ(std::string(e.what()), message);
+  }
+}
+std::filesystem::path io_data(const std::string& name);  // tests/data/io/NAME
+std::string bytes(std::initializer_list<int> b);         // a byte string from small integers
+std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p);  // the non-empty lines of a JSON-lines file
 
 }  // namespace gill::test
