@@ -20,6 +20,11 @@ const char* dtype_name(DType d) {
     case DType::I8: return "I8";
     case DType::U8: return "U8";
     case DType::BOOL: return "BOOL";
+    case DType::U16: return "U16";
+    case DType::U32: return "U32";
+    case DType::U64: return "U64";
+    case DType::F8_E5M2: return "F8_E5M2";
+    case DType::F8_E4M3: return "F8_E4M3";
   }
   return "?";
 }
@@ -27,7 +32,9 @@ const char* dtype_name(DType d) {
 std::optional<DType> dtype_from_name(const std::string& s) {
   static const std::pair<const char*, DType> kNames[] = {
       {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16}, {"F64", DType::F64}, {"I64", DType::I64},
-      {"I32", DType::I32}, {"I16", DType::I16}, {"I8", DType::I8},     {"U8", DType::U8},   {"BOOL", DType::BOOL}};
+      {"I32", DType::I32}, {"I16", DType::I16}, {"I8", DType::I8},     {"U8", DType::U8},   {"BOOL", DType::BOOL},
+      {"U16", DType::U16}, {"U32", DType::U32}, {"U64", DType::U64}, {"F8_E5M2", DType::F8_E5M2},
+      {"F8_E4M3", DType::F8_E4M3}};
   for (auto& [n, d] : kNames)
     if (s == n) return d;
   return std::nullopt;
@@ -36,15 +43,20 @@ std::optional<DType> dtype_from_name(const std::string& s) {
 size_t dtype_size(DType d) {
   switch (d) {
     case DType::F64:
-    case DType::I64: return 8;
+    case DType::I64:
+    case DType::U64: return 8;
     case DType::F32:
-    case DType::I32: return 4;
+    case DType::I32:
+    case DType::U32: return 4;
     case DType::F16:
     case DType::BF16:
-    case DType::I16: return 2;
+    case DType::I16:
+    case DType::U16: return 2;
     case DType::I8:
     case DType::U8:
-    case DType::BOOL: return 1;
+    case DType::BOOL:
+    case DType::F8_E5M2:
+    case DType::F8_E4M3: return 1;
   }
   return 0;
 }
@@ -61,8 +73,13 @@ torch::Dtype to_torch(DType d) {
     case DType::I8: return torch::kInt8;
     case DType::U8: return torch::kUInt8;
     case DType::BOOL: return torch::kBool;
+    case DType::U16:
+    case DType::U32:
+    case DType::U64:
+    case DType::F8_E5M2:
+    case DType::F8_E4M3: break;
   }
-  return torch::kFloat32;
+  detail::fail(ErrorCode::kUnsupported, str_cat("dtype ", dtype_name(d), " has no libtorch 1.13 tensor type"));
 }
 
 DType from_torch(torch::Dtype d) {

@@ -14,12 +14,14 @@
 namespace gill::io {
 
 // On-disk dtype names as safetensors spells them.
-enum class DType { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL };
+// Every safetensors dtype. U16, U32, U64 and the two FP8 kinds have no libtorch 1.13 type: files holding them open
+// (and `gill inspect` lists them), but reading such a tensor is a kUnsupported error naming it.
+enum class DType { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL, U16, U32, U64, F8_E5M2, F8_E4M3 };
 
 const char* dtype_name(DType d);                    // "F32", ...
 std::optional<DType> dtype_from_name(const std::string& s);
 size_t dtype_size(DType d);
-torch::Dtype to_torch(DType d);
+torch::Dtype to_torch(DType d);                   // throws kUnsupported for the types libtorch lacks
 DType from_torch(torch::Dtype d);                   // throws kUnsupported for other torch dtypes
 // Parses a user-facing dtype name: fp32|float32|f32, bf16|bfloat16, fp16|float16|half, fp64, ... (kInvalidArgument).
 torch::Dtype parse_torch_dtype(const std::string& s);

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs gill's Debian 12 dependencies (when missing) and builds it. Idempotent; quick on a second run.
 # Usage: tools/scripts/setup.sh [BUILD_DIR] [extra cmake args...]
+# GILL_BUILD_TARGETS="gill_cli ..." builds only those targets (default: all, tests included).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${1:-$ROOT/build}"
 shift || true
 
 PACKAGES=(build-essential cmake ccache pkg-config libtorch-dev libopenblas0-pthread libsentencepiece-dev
-  sentencepiece libstb-dev libcli11-dev libspdlog-dev googletest libgtest-dev nlohmann-json3-dev libpcre2-dev)
+  sentencepiece libstb-dev libcli11-dev libspdlog-dev googletest libgtest-dev nlohmann-json3-dev libpcre2-dev libicu-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,4 +32,11 @@ if [ ! -f "$BUILD/CMakeCache.txt" ]; then
 elif (($#)); then
   cmake -S "$ROOT" -B "$BUILD" "$@" >/dev/null
 fi
-cmake --build "$BUILD" -j"$JOBS"
+targets=()
+for t in ${GILL_BUILD_TARGETS:-}; do targets+=(--target "$t"); done
+if [ ! -f "$BUILD/.gill-built-once" ]; then
+  echo "setup: first build in $BUILD (unity build; on 2 cores about 5 minutes for the gill binary, about 10 for" \
+    "everything with the tests; later builds are incremental, and ccache makes fresh clones fast)" >&2
+fi
+cmake --build "$BUILD" -j"$JOBS" "${targets[@]}"
+touch "$BUILD/.gill-built-once"
