@@ -35,7 +35,7 @@ fi
 targets=()
 for t in ${GILL_BUILD_TARGETS:-}; do targets+=(--target "$t"); done
 if [ ! -f "$BUILD/.gill-built-once" ]; then
-  echo "setup: first build in $BUILD (unity build; on 2 cores about 5 minutes for the gill binary, about 10 for" \
+  echo "setup: first build in $BUILD (unity build; on 2 cores about 5 minutes for the gill binary, about 7 for" \
     "everything with the tests; later builds are incremental, and ccache makes fresh clones fast)" >&2
 fi
 cmake --build "$BUILD" -j"$JOBS" "${targets[@]}"
