@@ -1,6 +1,7 @@
 // safetensors reader and writer: good files, zero-copy views, and every bad-file message.
 #include <fstream>
 
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "test_support.h"
 #include "util/error.h"
@@ -234,34 +235,30 @@ TEST(Safetensors, DtypesLibtorchLacksOpenButDoNotRead) {
 TEST(Safetensors, WriterBytesEqualTheReferenceSerializer) {
   auto dir = temp_dir("stw");
   auto p = dir / "w.safetensors";
-  auto slurp = [](const std::filesystem::path& f) {
-    std::ifstream in(f, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
   auto f32_bytes = [](const torch::Tensor& t) {
     return std::string(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()) * 4);
   };
   const auto data = torch::arange(6, torch::kFloat32);
   // test_serialization: "attn.0" F32 [1,2,3] -> a 64-byte header, no padding.
   io::write_safetensors(p, {{"attn.0", data.reshape({1, 2, 3})}});
-  EXPECT_EQ(slurp(p), raw_file(R"({"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}})", f32_bytes(data)));
-  EXPECT_EQ(static_cast<uint8_t>(slurp(p)[0]), 64);
+  EXPECT_EQ(io::read_file(p), raw_file(R"({"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}})", f32_bytes(data)));
+  EXPECT_EQ(static_cast<uint8_t>(io::read_file(p)[0]), 64);
   // test_serialization_forced_alignement: "attn0" F32 [1,1,2,3] -> 65 bytes padded with 7 spaces to 72.
   io::write_safetensors(p, {{"attn0", data.reshape({1, 1, 2, 3})}});
-  EXPECT_EQ(slurp(p), raw_file(std::string(R"({"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}})") +
+  EXPECT_EQ(io::read_file(p), raw_file(std::string(R"({"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}})") +
                                    std::string(7, ' '),
                                f32_bytes(data)));
   // test_empty: no tensors -> "{}" + 6 spaces; with metadata {"framework": "pt"} -> 40 bytes.
   io::write_safetensors(p, {});
-  EXPECT_EQ(slurp(p), raw_file("{}      ", ""));
+  EXPECT_EQ(io::read_file(p), raw_file("{}      ", ""));
   io::write_safetensors(p, {}, {{"framework", "pt"}});
-  EXPECT_EQ(slurp(p), raw_file(R"({"__metadata__":{"framework":"pt"}}     )", ""));
+  EXPECT_EQ(io::read_file(p), raw_file(R"({"__metadata__":{"framework":"pt"}}     )", ""));
   // Order: descending dtype rank (I64 before F32 before F16), then name; data in the same order.
   io::write_safetensors(p, {{"z", torch::ones({1}, torch::kFloat16)},
                             {"b", torch::ones({1}, torch::kFloat32)},
                             {"a", torch::ones({1}, torch::kFloat32)},
                             {"i", torch::ones({1}, torch::kInt64)}});
-  const std::string got = slurp(p);
+  const std::string got = io::read_file(p);
   const std::string hdr = got.substr(8, static_cast<uint8_t>(got[0]));
   EXPECT_EQ(hdr.substr(0, hdr.find_last_not_of(' ') + 1),
             R"({"i":{"dtype":"I64","shape":[1],"data_offsets":[0,8]},)"
@@ -281,11 +278,7 @@ TEST(Safetensors, RewritingAReferenceFileGivesTheSameBytes) {
   io::NamedTensors ts;
   for (const auto& n : f.names()) ts.emplace_back(n, f.get(n));
   io::write_safetensors(dir / "m.safetensors", ts, f.metadata());
-  auto slurp = [](const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  const std::string want = slurp(src), got = slurp(dir / "m.safetensors");
+  const std::string want = io::read_file(src), got = io::read_file(dir / "m.safetensors");
   EXPECT_EQ(got.size(), want.size());
   EXPECT_TRUE(got == want) << "first difference at byte "
                            << std::mismatch(got.begin(), got.end(), want.begin(), want.end()).first - got.begin();
