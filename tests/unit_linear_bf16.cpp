@@ -50,5 +50,75 @@ TEST(LinearBf16, BadInputs) {
     return std::string("no error");
   };
   EXPECT_EQ(msg(torch::zeros({2, 7}), w), "linear_bf16_weight: input [2, 7] does not match weight [4, 8]");
-  EXPECT_EQ(msg(torch::zeros({2, 8}, torch::kBFloat16), w), "linear_bf16_weight: input must be fp32, got CPUBFloat16Type");
+  EXPECT_EQ(msg(torch::zeros({2, 8}, torch::kHalf), w), "linear_bf16_weight: input must be fp32 or bf16, got CPUHalfType");
+}
+
+namespace {
+
+// The GEMV kernels this CPU can run (the others are reported as skipped by the tests that need them).
+std::vector<kernels::GemvKernel> runnable_kernels() {
+  std::vector<kernels::GemvKernel> out;
+  for (auto k : {kernels::GemvKernel::kAvx512Bf16, kernels::GemvKernel::kAvx2, kernels::GemvKernel::kScalar})
+    if (util::can_run(util::cpu_features(), k)) out.push_back(k);
+  return out;
+}
+
+}  // namespace
+
+// Every kernel the CPU runs, fp32 activations: an fp32 linear on the widened weights, ragged K and N tails included.
+TEST(LinearBf16, EveryGemvKernelMatchesFp32Linear) {
+  for (auto kern : runnable_kernels()) {
+    for (int64_t m : {1, 2, 3, 5, 8})
+      for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {9, 15}, {17, 31}, {70, 33}, {130, 1000}}) {
+        torch::manual_seed(m * 7 + n * 3 + k);
+        auto w = torch::randn({n, k}).to(torch::kBFloat16);
+        auto x = torch::randn({m, k});
+        auto b = m % 2 ? torch::randn({n}) : torch::Tensor();
+        auto want = torch::nn::functional::linear(x, w.to(torch::kFloat32), b);
+        auto got = kernels::linear_bf16_weight(x, w, b, Bf16LinearPath::kGemv, kern);
+        EXPECT_TRUE(tensors_close(got, want, 1e-5, 1e-4,
+                                  std::string(util::gemv_kernel_name(kern)) + " m=" + std::to_string(m) +
+                                      " n=" + std::to_string(n) + " k=" + std::to_string(k)));
+      }
+  }
+}
+
+// bf16 activations (the bf16 compute policy): the exact products of the bf16 operands summed in fp32, rounded to bf16
+// once. Reference: the same sums in fp64, rounded to bf16; bound: one bf16 rounding (2^-8 relative) plus fp32
+// summation error.
+TEST(LinearBf16, Bf16ActivationsEveryKernelAndGemm) {
+  for (auto kern : runnable_kernels()) {
+    for (auto path : {Bf16LinearPath::kGemv, Bf16LinearPath::kBlockedGemm})
+      for (int64_t m : {1, 4, 8, 11})
+        for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{3, 7}, {33, 64}, {65, 95}, {128, 1024}}) {
+          torch::manual_seed(m * 11 + n + k);
+          auto w = torch::randn({n, k}).to(torch::kBFloat16);
+          auto x = torch::randn({m, k}).to(torch::kBFloat16);
+          auto b = torch::randn({n}).to(torch::kBFloat16);
+          auto want = torch::nn::functional::linear(x.to(torch::kDouble), w.to(torch::kDouble), b.to(torch::kDouble));
+          auto got = kernels::linear_bf16_weight(x, w, b, path, kern);
+          ASSERT_EQ(got.scalar_type(), torch::kBFloat16);
+          const std::string what = std::string(util::gemv_kernel_name(kern)) + " path " +
+                                   std::to_string(static_cast<int>(path)) + " m=" + std::to_string(m) +
+                                   " n=" + std::to_string(n) + " k=" + std::to_string(k);
+          // |got - want| <= 2^-8 |want| (the final rounding) + 1e-5 * sum |x||w| (fp32 sums)
+          auto mag = torch::nn::functional::linear(x.to(torch::kDouble).abs(), w.to(torch::kDouble).abs(),
+                                                   b.to(torch::kDouble).abs());
+          auto err = (got.to(torch::kDouble) - want).abs();
+          auto bound = want.abs() * std::ldexp(1.0, -8) + mag * 1e-5;
+          EXPECT_TRUE((err <= bound).all().item<bool>()) << what << " max err " << err.max().item<double>();
+        }
+  }
+}
+
+TEST(LinearBf16, Avx512Bf16KernelNeedsTheCpu) {
+  if (util::can_run(util::cpu_features(), kernels::GemvKernel::kAvx512Bf16))
+    GTEST_SKIP() << "this CPU has AVX512-BF16 (" << util::cpu_features().describe() << ")";
+  auto w = torch::zeros({4, 8}, torch::kBFloat16);
+  try {
+    kernels::linear_bf16_weight(torch::zeros({1, 8}), w, {}, Bf16LinearPath::kGemv, kernels::GemvKernel::kAvx512Bf16);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "linear_bf16_weight: this CPU cannot run the avx512_bf16 GEMV kernel");
+  }
 }

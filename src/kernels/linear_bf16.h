@@ -1,4 +1,5 @@
-// Linear layers whose weights are stored in bf16 and whose activations stay fp32 ("bf16 storage, fp32 compute").
+// Linear layers whose weights are stored in bf16, for activations in fp32 ("bf16 storage, fp32 compute") or in bf16
+// (the bf16 compute policy, util/compute_policy.h).
 //
 // Why: on CPUs without native bf16 (no AVX512-BF16/AMX) libtorch's bf16 matmul is ~35x slower than fp32, while
 // bf16 storage halves the bytes a memory-bound decoder step must stream. So:
@@ -7,11 +8,16 @@
 //  * many rows (prefill): the weight is widened to fp32 a block of rows at a time into a cache-sized scratch
 //    buffer and multiplied by libtorch's fp32 GEMM (OpenBLAS), so no fp32 copy of a whole layer ever exists.
 // Results equal an fp32 linear on the bf16-rounded weights, up to fp32 summation order.
-// A runtime CPU check picks a portable scalar kernel where AVX2/FMA are missing.
+// bf16 activations: few rows go to the same GEMV kernels (AVX512-BF16 vdpbf16ps where the CPU has it: bf16
+// products, fp32 sums; elsewhere the activations are widened exactly and the fp32 kernels run), the result is
+// rounded to bf16 once; many rows go to libtorch's bf16 linear (oneDNN: bf16 inputs, fp32 accumulation).
+// The GEMV kernel is chosen at run time from the CPU probe (util/cpu.h); every kernel the CPU runs can be forced.
 #pragma once
 #include <torch/torch.h>
 
 #include <cstdint>
+
+#include "util/compute_policy.h"
 
 namespace gill::kernels {
 
@@ -22,14 +28,18 @@ enum class Bf16LinearPath {
   kScalar,        // portable scalar gemv (the fallback without AVX2), for tests
 };
 
+using util::GemvKernel;
+
 constexpr int64_t kGemvMaxRows = 8;
 
-// True when this CPU has AVX2 and FMA (checked once).
-bool cpu_has_avx2_fma();
+// The GEMV kernel used when none is named: the best this CPU runs (util::best_gemv_kernel of the probe).
+GemvKernel default_gemv_kernel();
 
-// y = x W^T + b. x: [..., K] fp32; w: [N, K] bf16 (contiguous); b: [N] fp32 or undefined. Returns [..., N] fp32.
+// y = x W^T + b. x: [..., K] fp32 or bf16; w: [N, K] bf16; b: [N] fp32, bf16 or undefined. Returns [..., N] in x's
+// dtype. `kernel` picks the GEMV kernel (must be one the CPU runs: kInvalidArgument otherwise).
 // Throws kInvalidArgument on dtype/shape/device mismatches.
 torch::Tensor linear_bf16_weight(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
-                                 Bf16LinearPath path = Bf16LinearPath::kAuto);
+                                 Bf16LinearPath path = Bf16LinearPath::kAuto,
+                                 GemvKernel kernel = default_gemv_kernel());
 
 }  // namespace gill::kernels

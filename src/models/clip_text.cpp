@@ -96,7 +96,7 @@ CLIPTextModelImpl::CLIPTextModelImpl(const CLIPTextConfig& cfg, const ModuleOpti
 }
 
 torch::Dtype CLIPTextModelImpl::compute_dtype() const {
-  return sd_detail::compute_dtype(options.dtype, options.device);
+  return models::compute_dtype(options);
 }
 
 torch::Tensor CLIPTextModelImpl::forward(const torch::Tensor& ids_in) {

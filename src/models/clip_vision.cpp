@@ -212,7 +212,7 @@ CLIPVisionOutput CLIPVisionTransformerImpl::forward(const torch::Tensor& pixel_v
 }
 
 CLIPVisionModelImpl::CLIPVisionModelImpl(const CLIPVisionConfig& cfg, const ModuleOptions& opt)
-    : cfg_(cfg), opt_(opt), gemm_fp32_(opt.dtype != torch::kFloat32 && opt.device.is_cpu()) {
+    : cfg_(cfg), opt_(opt), gemm_fp32_(opt.dtype != torch::kFloat32 && opt.device.is_cpu() && !(opt.dtype == torch::kBFloat16 && opt.compute.bf16)) {
   vision_model = register_module("vision_model", CLIPVisionTransformer(cfg, opt));
 }
 

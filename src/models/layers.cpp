@@ -2,6 +2,13 @@
 
 namespace gill::models {
 
+torch::Dtype compute_dtype(const ModuleOptions& opt) {
+  if (!opt.device.is_cpu()) return opt.dtype;
+  if (opt.dtype == torch::kBFloat16) return opt.compute.bf16 ? torch::kBFloat16 : torch::kFloat32;
+  if (opt.dtype == torch::kFloat16) return torch::kFloat32;
+  return opt.dtype;
+}
+
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias, const ModuleOptions& opt)
     : in_features(in), out_features(out) {
   weight = register_parameter("weight", torch::empty({out, in}, opt.tensor()), false);

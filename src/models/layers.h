@@ -7,13 +7,23 @@
 
 #include <cstdint>
 
+#include "util/compute_policy.h"
+
 namespace gill::models {
 
 struct ModuleOptions {
-  torch::Dtype dtype = torch::kFloat32;
+  torch::Dtype dtype = torch::kFloat32;  // storage dtype of the parameters
   torch::Device device = torch::kCPU;
+  // How bf16-stored weights compute on the CPU (util/compute_policy.h). The default is fp32 compute (results do
+  // not depend on the CPU); engines pass the policy they decided.
+  util::ComputePolicy compute = util::ComputePolicy{};
   torch::TensorOptions tensor() const { return torch::TensorOptions().dtype(dtype).device(device); }
 };
+
+// The dtype a model's activations are computed in (the one place this is decided): the storage dtype on an
+// accelerator and for fp32 storage; for reduced-precision storage on the CPU, bf16 when the policy computes in
+// bf16 (bf16 storage only), else fp32.
+torch::Dtype compute_dtype(const ModuleOptions& opt);
 
 // y = x W^T + b. weight [out, in], bias [out].
 class LinearImpl : public torch::nn::Module {

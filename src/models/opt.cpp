@@ -191,7 +191,7 @@ double lowest_of(torch::Dtype d) {
 }  // namespace
 
 OPTForCausalLMImpl::OPTForCausalLMImpl(const OPTConfig& config, const ModuleOptions& opt)
-    : config_(config), storage_dtype_(opt.dtype), compute_dtype_(opt.dtype), device_(opt.device) {
+    : config_(config), storage_dtype_(opt.dtype), compute_dtype_(opt.dtype), device_(opt.device), gemv_(opt.compute.gemv) {
   decoder_ = OPTDecoder(config, opt);
   register_module("model", OPTModel(decoder_));
 }
@@ -204,11 +204,6 @@ void OPTForCausalLMImpl::set_compute_dtype(torch::Dtype dtype) {
     auto t = p.value();
     if (t.dim() == 1 && t.scalar_type() != dtype) t.set_data(t.to(dtype));
   }
-}
-
-torch::Dtype default_compute_dtype(torch::Dtype storage, const torch::Device& device) {
-  if (device.is_cpu() && (storage == torch::kBFloat16 || storage == torch::kFloat16)) return torch::kFloat32;
-  return storage;
 }
 
 void OPTForCausalLMImpl::prefault() {
@@ -248,9 +243,12 @@ void OPTForCausalLMImpl::resize_token_embeddings(int64_t n_rows) {
 // ---------------------------------------------------------------------------------------------- math
 
 torch::Tensor OPTForCausalLMImpl::linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) const {
+  // bf16 weights on the CPU: gill's GEMV kernels for few rows, blocked fp32 GEMM (fp32 activations) or oneDNN's
+  // bf16 GEMM (bf16 activations) for many.
+  if (w.scalar_type() == torch::kBFloat16 && x.device().is_cpu() &&
+      (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16))
+    return kernels::linear_bf16_weight(x, w, b, kernels::Bf16LinearPath::kAuto, gemv_);
   if (w.scalar_type() == x.scalar_type()) return torch::nn::functional::linear(x, w, b);
-  if (w.scalar_type() == torch::kBFloat16 && x.scalar_type() == torch::kFloat32 && x.device().is_cpu())
-    return kernels::linear_bf16_weight(x, w, b.defined() ? b.to(torch::kFloat32) : b);
   return torch::nn::functional::linear(x, w.to(x.scalar_type()), b.defined() ? b.to(x.scalar_type()) : b);
 }
 
@@ -414,7 +412,7 @@ OPTForCausalLM load_opt(const std::filesystem::path& dir, const ModuleOptions& o
     OPTForCausalLM model(config, opt);
     auto source = io::open_tensors(dir);
     io::load_module(*model->decoder(), *source, opt_load_spec(), opt.dtype, opt.device);
-    model->set_compute_dtype(default_compute_dtype(opt.dtype, opt.device));
+    model->set_compute_dtype(compute_dtype(opt));
     return model;
   });
 }

@@ -5,10 +5,11 @@
 // fc1, fc2, final_layer_norm}}; `lm_head` is tied to `decoder.embed_tokens` and has no tensor of its own.
 //
 // Precision: parameters are stored in the load dtype (ModuleOptions::dtype); activations use the model's
-// *compute dtype*. On the CPU with bf16 storage the compute dtype defaults to fp32: big matrices stay bf16 and
-// are widened on the fly (kernels/linear_bf16.h), 1-D parameters (biases, LayerNorms) are kept in fp32.
-// set_compute_dtype(kBFloat16) instead runs libtorch's own bf16 ops in the reference's op order (slow on CPUs
-// without native bf16; what the Python reference does on a GPU).
+// *compute dtype* (models::compute_dtype of the ModuleOptions: the compute policy, util/compute_policy.h). On the
+// CPU with bf16 storage and the fp32 policy, big matrices stay bf16 and are widened on the fly
+// (kernels/linear_bf16.h), 1-D parameters (biases, LayerNorms) are kept in fp32. Under the bf16 policy everything
+// is bf16 in the reference's op order (what the Python reference does on a GPU); decode GEMVs still use gill's
+// kernels (vdpbf16ps where the CPU has AVX512-BF16), prefill GEMMs go to oneDNN.
 #pragma once
 #include <torch/torch.h>
 
@@ -151,6 +152,7 @@ class OPTForCausalLMImpl : public torch::nn::Module {
   OPTDecoder decoder_{nullptr};  // ckpt: model.decoder (registered as "model" -> "decoder" for named_parameters)
   torch::Dtype storage_dtype_, compute_dtype_;
   torch::Device device_;
+  util::GemvKernel gemv_;  // decode GEMV kernel for bf16 weights (from ModuleOptions::compute)
 };
 TORCH_MODULE(OPTForCausalLM);
 
@@ -158,8 +160,6 @@ TORCH_MODULE(OPTForCausalLM);
 // facebook/opt-* bins); a stored `lm_head.weight` is tied (left unused).
 io::LoadSpec opt_load_spec();
 
-// The compute dtype used when none is asked for: fp32 on the CPU for reduced-precision storage, else storage.
-torch::Dtype default_compute_dtype(torch::Dtype storage, const torch::Device& device);
 
 // Loads config.json + weights from an HF folder (model.safetensors, pytorch_model.bin, or shards of either).
 // fp16/fp32 files are converted to opt.dtype one tensor at a time. Errors carry "loading OPT from DIR: ".

@@ -163,7 +163,7 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNet2DConditionConfig& 
 }
 
 torch::Dtype UNet2DConditionModelImpl::compute_dtype() const {
-  return sd_detail::compute_dtype(options.dtype, options.device);
+  return models::compute_dtype(options);
 }
 
 torch::Tensor UNet2DConditionModelImpl::time_proj(const torch::Tensor& timesteps) const {

@@ -31,11 +31,6 @@ std::filesystem::path find_weights(const std::filesystem::path& dir, const std::
   detail::fail(ErrorCode::kNotFound, str_cat("no weights in ", dir.string(), " (looked for ", tried, ")"));
 }
 
-torch::Dtype compute_dtype(torch::Dtype storage, const torch::Device& device) {
-  if (device.is_cpu() && (storage == torch::kBFloat16 || storage == torch::kFloat16)) return torch::kFloat32;
-  return storage;
-}
-
 torch::Tensor linear(const Linear& m, const torch::Tensor& x) {
   return torch::nn::functional::linear(x, as_compute(m->weight, x), as_compute(m->bias, x));
 }

@@ -4,9 +4,10 @@
 // models/transformer_2d.py (Transformer2DModel), models/unet_2d_blocks.py (CrossAttnDownBlock2D, DownBlock2D,
 // UNetMidBlock2DCrossAttn, UpBlock2D, CrossAttnUpBlock2D).
 //
-// Compute dtype: every block computes in the dtype of its input activations. Weights stored in another dtype
-// (bf16 storage on a CPU without native bf16) are converted to the activation dtype right before their GEMM or
-// convolution (see as_compute), so bf16 halves the resident weights while the arithmetic stays fp32.
+// Compute dtype: every block computes in the dtype of its input activations (models::compute_dtype). Weights stored
+// in another dtype (bf16 storage under the fp32 compute policy) are converted to the activation dtype right before
+// their GEMM or convolution (see as_compute), so bf16 halves the resident weights while the arithmetic stays fp32;
+// under the bf16 policy weights and activations are both bf16 and nothing is converted.
 #pragma once
 #include <torch/torch.h>
 
@@ -25,9 +26,6 @@ namespace sd_detail {
 nlohmann::json read_config(const std::filesystem::path& path);
 // The file holding a diffusers/transformers component's weights in `dir` (kNotFound listing what was tried).
 std::filesystem::path find_weights(const std::filesystem::path& dir, const std::vector<std::string>& names);
-// The dtype activations are computed in for parameters stored in `storage` on `device`: the storage dtype on an
-// accelerator, fp32 on the CPU (no fast bf16/fp16 arithmetic on the CPUs gill targets).
-torch::Dtype compute_dtype(torch::Dtype storage, const torch::Device& device);
 // `w` converted to x's dtype when they differ (undefined stays undefined).
 inline torch::Tensor as_compute(const torch::Tensor& w, const torch::Tensor& x) {
   return (!w.defined() || w.scalar_type() == x.scalar_type()) ? w : w.to(x.scalar_type());

@@ -177,7 +177,7 @@ AutoencoderKLImpl::AutoencoderKLImpl(const AutoencoderKLConfig& cfg, const Modul
 }
 
 torch::Dtype AutoencoderKLImpl::compute_dtype() const {
-  return sd_detail::compute_dtype(options.dtype, options.device);
+  return models::compute_dtype(options);
 }
 
 torch::Tensor AutoencoderKLImpl::decode(const torch::Tensor& z) {

@@ -84,7 +84,8 @@ int run_bench(const BenchLmOptions& o) {
   j["threads"] = torch::get_num_threads();
   j["shape"] = o.shape;
   j["dtype"] = o.dtype;
-  j["cpu_avx2_fma"] = kernels::cpu_has_avx2_fma();
+  j["cpu"] = util::cpu_features().describe();
+  j["gemv_kernel"] = util::gemv_kernel_name(kernels::default_gemv_kernel());
   // Machine limits first (their buffers are freed before the model loads, so they do not count in peak RSS).
   const double gemm_fp32 = bench::gemm_gflops("fp32", 4096);
   const double gemm_bf16 = bench::gemm_gflops("bf16", 1024);  // 4096^3 in bf16 takes ~30 s here

@@ -280,7 +280,7 @@ int run_bench_turn(const BenchTurnOptions& o) {
   nlohmann::json load;
   auto lm_model = build<models::OPTForCausalLM>(
       load, "opt", [&] { return models::OPTForCausalLM(sh.opt, mo); }, 1);
-  lm_model->set_compute_dtype(models::default_compute_dtype(dtype, torch::kCPU));
+  lm_model->set_compute_dtype(models::compute_dtype(models::ModuleOptions{dtype, torch::kCPU}));
   spdlog::info("OPT built in {:.1f} s", load["opt"]["s"].get<double>());
   auto clip = build<models::CLIPVisionModel>(
       load, "clip_vision", [&] { return models::CLIPVisionModel(sh.clip, mo); }, 2);
