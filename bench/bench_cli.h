@@ -3,7 +3,6 @@
 // a benchmark touches no other file. Benchmarks may use the library's internals (src/).
 #pragma once
 #include <CLI/CLI.hpp>
-
 #include <functional>
 
 namespace gill::cli {
@@ -16,8 +15,8 @@ struct Context {
 
 }  // namespace gill::cli
 
-#define GILL_BENCH(name) \
-  namespace gill::cli {  \
+#define GILL_BENCH(name)                                     \
+  namespace gill::cli {                                      \
   void register_bench_##name(CLI::App& bench, Context& ctx); \
   }
 #include "gill_benches.inc"

@@ -24,9 +24,10 @@ int main(int argc, char** argv) {
   gill::cli::Context ctx;
   app.add_option("-t,--threads", ctx.threads, "CPU threads for libtorch (default: number of physical cores)")
       ->check(CLI::Range(0, 4096));
-  app.add_flag_function("-v,--verbose", [&](int64_t n) { ctx.verbosity += static_cast<int>(n); },
-                        "More log output (repeat for more)");
-  app.add_flag_function("-q,--quiet", [&](int64_t n) { ctx.verbosity -= static_cast<int>(10 * n); }, "Errors only");
+  app.add_flag_function(
+      "-v,--verbose", [&](int64_t n) { ctx.verbosity += static_cast<int>(n); }, "More log output (repeat for more)");
+  app.add_flag_function(
+      "-q,--quiet", [&](int64_t n) { ctx.verbosity -= static_cast<int>(10 * n); }, "Errors only");
   app.fallthrough();
 #define GILL_BENCH(name) gill::cli::register_bench_##name(app, ctx);
 #include "gill_benches.inc"
