@@ -4,7 +4,7 @@
 // batch test inputs.
 #include <gill/error.h>
 
-#include "api/batch.h"
+#include <gill/batch.h>
 #include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

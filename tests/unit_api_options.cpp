@@ -10,7 +10,7 @@
 
 #include "api/boundary.h"
 #include "test_support.h"
-#include "util/progress.h"
+#include <gill/progress.h>
 
 namespace gill::test {
 namespace {

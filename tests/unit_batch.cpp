@@ -10,7 +10,7 @@
 #include <map>
 #include <thread>
 
-#include "api/batch.h"
+#include <gill/batch.h>
 #include "html_check.h"
 #include "io/atomic_file.h"
 #include "test_support.h"

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gill {
@@ -49,9 +50,10 @@ struct EngineOptions {
   // Weights: a root in the layout of weights/README.md, or each component on its own (overrides the root).
   std::string weights_root;  // -m
   std::string lm_dir, clip_dir, sd_dir, gill_dir, index_path;
-  std::string device = "cpu";   // cpu | cuda | cuda:N
+  std::string device = "cpu";   // one of available_devices(); validate() accepts cpu | cuda | cuda:N, the
+                                // constructor refuses a device this build cannot run (check_device)
   std::string dtype = "auto";   // auto | fp32 | bf16 | fp16 (auto: the fastest accurate choice for the device)
-  int threads = 0;              // 0 = physical cores
+  int threads = 0;              // libtorch intra-op threads, set by the constructor; 0 = physical cores
   bool load_sd = true;          // false: no image generation (retrieval and text only; saves memory)
   std::function<void(LogLevel, const std::string&)> log;  // null: spdlog's default logger
   // Engine-wide callbacks: used while loading, and by every call whose GenerateOptions leaves them empty.
@@ -70,6 +72,7 @@ struct GenerateOptions {
   float gen_scale_factor = 1.0f;
   float temperature = 0.0f;       // 0 = greedy
   float top_p = 1.0f;
+  int top_k = 0;                  // keep the k most likely tokens when sampling (0 = off)
   int max_num_rets = 1;
   uint64_t seed = 1337;
   int steps = 50;                 // SD denoising steps
@@ -106,6 +109,7 @@ struct ImageBlock {
 struct Timings {
   double load_s = 0, prompt_s = 0, decode_s = 0, retrieval_s = 0, generation_s = 0, total_s = 0;
   int64_t prompt_tokens = 0, new_tokens = 0;
+  int threads = 0;  // libtorch intra-op threads the call ran with
 };
 
 struct Result {
@@ -160,9 +164,24 @@ class Chat {
 // The library's version, "MAJOR.MINOR.PATCH".
 const char* version();
 
+// Devices this build can run on: {"cpu"} (gill has no CUDA path yet).
+std::vector<std::string> available_devices();
+// Throws kUnsupported naming `what` and the build when `device` is not one of available_devices(), e.g.
+// "--device cuda: this build of gill runs on the CPU only (no CUDA path); available devices: cpu".
+void check_device(const std::string& device, const std::string& what);
+// The scheduler names GenerateOptions::scheduler and SdOptions::scheduler accept ("pndm", "ddim", ...).
+const std::vector<std::string>& scheduler_names();
+// Throws kInvalidArgument "WHAT is not valid UTF-8 (byte 0xff at offset 3)" when `text` is not valid UTF-8.
+void check_utf8(const std::string& text, const std::string& what);
+
 // Image files (PNG, JPEG, BMP, ... via stb_image; always decoded to RGB8). Throw kNotFound / kFormat / kIo.
 Image read_image(const std::string& path);
-// Writes a PNG under a temporary name and renames it into place.
-void write_png(const Image& image, const std::string& path);
+// Writes a PNG under a temporary name and renames it into place, with optional tEXt/iTXt chunks (key, text):
+// the one PNG writer of gill (generated images carry their settings this way).
+void write_png(const Image& image, const std::string& path,
+               const std::vector<std::pair<std::string, std::string>>& text = {});
+// Files: the whole content of a file (kNotFound / kIo), and an atomic write (temporary name, fsync, rename; kIo).
+std::string read_file(const std::string& path);
+void write_file_atomic(const std::string& path, const std::string& bytes);
 
 }  // namespace gill

@@ -1,5 +1,5 @@
 // Batch runs over JSONL (see batch.h): reading items, sharding, resuming, line-atomic results, images.
-#include "api/batch.h"
+#include <gill/batch.h>
 
 #include <fcntl.h>
 #include <signal.h>

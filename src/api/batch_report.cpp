@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "api/batch.h"
+#include <gill/batch.h>
 #include "io/atomic_file.h"
 #include "util/error.h"
 

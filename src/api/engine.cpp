@@ -13,12 +13,12 @@
 #include <nlohmann/json.hpp>
 
 #include "api/boundary.h"
+#include "api/runtime.h"
 #include "io/image.h"
 #include "io/tensor_dump.h"
 #include "pipeline/gill_model.h"
 #include "pipeline/sampling.h"
 #include "util/error.h"
-#include "util/threads.h"
 #include "util/utf8.h"
 
 namespace gill {
@@ -179,6 +179,7 @@ struct Engine::Impl {
     pipeline::SamplingOptions so;
     so.temperature = o.temperature;
     so.top_p = o.top_p;
+    so.top_k = o.top_k;
     so.seed = o.seed;
     if (so.temperature > 0) {
       auto gen = std::make_shared<torch::Generator>(pipeline::make_generator(so));
@@ -217,6 +218,7 @@ struct Engine::Impl {
     out.timings.decode_s = r.decode_s;
     out.timings.prompt_tokens = r.prompt_tokens;
     out.timings.new_tokens = static_cast<int64_t>(r.ids.size());
+    out.timings.threads = at::get_num_threads();
     for (const auto& blk : r.blocks) {
       ImageBlock ib;
       ib.caption = blk.caption;
@@ -292,9 +294,7 @@ Engine::Engine(const EngineOptions& options) {
     check_folder("sd_dir", options.sd_dir);
     check_folder("gill_dir", options.gill_dir);
     check_folder("index_path", options.index_path);
-    GILL_CHECK(options.device == "cpu", ErrorCode::kUnsupported, "EngineOptions.device = \"", options.device,
-               "\": this build of libtorch has no CUDA; use \"cpu\"");
-    set_threads(options.threads);
+    detail::begin_call(options.device, "EngineOptions.device", options.threads);
     auto impl = std::make_unique<Impl>();
     impl->options = options;
     if (options.log) {

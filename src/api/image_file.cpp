@@ -1,6 +1,6 @@
-// gill::read_image / gill::write_png: image files through io::load_image (decode) and stb_image_write (PNG).
+// gill::read_image / gill::write_png / files: io::load_image (decode), io::write_png (the one PNG writer) and
+// io/atomic_file.
 #include <gill/gill.h>
-#include <stb_image_write.h>
 
 #include <cerrno>
 #include <cstring>
@@ -24,16 +24,16 @@ Image read_image(const std::string& path) {
   return io::load_image(path);
 }
 
-void write_png(const Image& image, const std::string& path) {
+void write_png(const Image& image, const std::string& path,
+               const std::vector<std::pair<std::string, std::string>>& text) {
   GILL_CHECK(!image.empty(), ErrorCode::kInvalidArgument, path, ": cannot write an empty image");
   GILL_CHECK(image.pixels.size() == static_cast<size_t>(image.width) * image.height * 3, ErrorCode::kInvalidArgument,
              path, ": image has ", image.pixels.size(), " bytes, expected ", image.width, "x", image.height, "x3");
-  // Encode into memory first (stb is C: nothing may throw through it), then write atomically.
-  std::string png;
-  auto sink = [](void* ctx, void* data, int n) { static_cast<std::string*>(ctx)->append(static_cast<char*>(data), n); };
-  if (!stbi_write_png_to_func(sink, &png, image.width, image.height, 3, image.pixels.data(), image.width * 3))
-    detail::fail(ErrorCode::kIo, str_cat(path, ": PNG encoding failed"));
-  io::write_file_atomic(path, png);
+  io::write_png(path, image, text);
 }
+
+std::string read_file(const std::string& path) { return io::read_file(path); }
+
+void write_file_atomic(const std::string& path, const std::string& bytes) { io::write_file_atomic(path, bytes); }
 
 }  // namespace gill

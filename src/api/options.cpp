@@ -2,11 +2,16 @@
 // so a CLI flag or a JSONL option maps back to it ("GenerateOptions.top_p = 1.5: must be in (0, 1]").
 #include <gill/gill.h>
 #include <gill/version.h>
+#include <spdlog/spdlog.h>
 
 #include <cmath>
 #include <cstdlib>
 
+#include "api/runtime.h"
+#include "schedulers/scheduler.h"
 #include "util/error.h"
+#include "util/threads.h"
+#include "util/utf8.h"
 
 namespace gill {
 
@@ -79,10 +84,34 @@ void GenerateOptions::validate() const {
   check_min(S, "gen_scale_factor", gen_scale_factor, 0);
   check_min(S, "temperature", temperature, 0);
   if (!std::isfinite(top_p) || top_p <= 0 || top_p > 1) bad(S, "top_p", num(top_p), "must be in (0, 1]");
+  check_int_range(S, "top_k", top_k, 0, 1 << 30);
   check_int_range(S, "max_num_rets", max_num_rets, 1, 1 << 20);
   check_int_range(S, "steps", steps, 1, 1000);
   check_min(S, "guidance_scale", guidance_scale, 0);
   check_one_of(S, "scheduler", scheduler, {"pndm", "ddim", "euler", "dpm++2m"});
+}
+
+std::vector<std::string> available_devices() { return {"cpu"}; }
+
+void check_device(const std::string& device, const std::string& what) {
+  std::string list;
+  for (const auto& d : available_devices()) {
+    if (device == d) return;
+    list += str_cat(list.empty() ? "" : ", ", d);
+  }
+  detail::fail(ErrorCode::kUnsupported, str_cat(what, " ", device, ": this build of gill runs on the CPU only (no ",
+                                                "CUDA path); available devices: ", list));
+}
+
+const std::vector<std::string>& scheduler_names() { return schedulers::scheduler_names(); }
+
+void check_utf8(const std::string& text, const std::string& what) { detail::require_utf8(text, what); }
+
+int detail::begin_call(const std::string& device, const std::string& what, int threads) {
+  check_device(device, what);
+  const int n = set_threads(threads);
+  spdlog::debug("using {} thread(s)", n);
+  return n;
 }
 
 const char* version() { return GILL_VERSION_STRING; }

@@ -142,7 +142,8 @@ torch::Dtype parse_lm_dtype(const std::string& name) {
   detail::fail(ErrorCode::kInvalidArgument, str_cat("unknown dtype '", name, "' for the LM (expected fp32 or bf16)"));
 }
 
-LmRunResult run_lm(const LmRunOptions& opt, std::ostream* stream, io::TensorDump* dump) {
+LmRunResult run_lm(const LmRunOptions& opt, const std::function<bool(const std::string&)>& on_text,
+                   io::TensorDump* dump) {
   c10::InferenceMode guard;
   LmRunResult res;
   const torch::Dtype dtype = parse_lm_dtype(opt.dtype);
@@ -185,15 +186,10 @@ LmRunResult run_lm(const LmRunOptions& opt, std::ostream* stream, io::TensorDump
   g.prompt_hidden_states = dump != nullptr && opt.dump_hidden;
   g.decode = decode;
   TextStreamer streamer(decode);
-  if (stream) {
+  if (on_text) {
     g.on_token = [&](int64_t id) {
-      if (decode) {
-        *stream << streamer.push(id);
-      } else {
-        *stream << id << ' ';
-      }
-      stream->flush();
-      return true;
+      const std::string piece = decode ? streamer.push(id) : std::to_string(id) + " ";
+      return piece.empty() || on_text(piece);
     };
   }
   auto ids = torch::tensor(res.prompt_ids, torch::kLong).view({1, -1});  // [1, T]
@@ -205,11 +201,13 @@ LmRunResult run_lm(const LmRunOptions& opt, std::ostream* stream, io::TensorDump
   res.decode_s = r.decode_s;
   if (decode) {
     res.text = r.text;
-    if (stream) *stream << streamer.finish(r.text);
+    if (on_text) {
+      const std::string rest = streamer.finish(r.text);
+      if (!rest.empty()) on_text(rest);
+    }
   } else {
     for (size_t i = 0; i < r.ids.size(); ++i) res.text += (i ? " " : "") + std::to_string(r.ids[i]);
   }
-  if (stream) *stream << std::endl;
 
   if (dump) {
     dump->add("lm.input_ids", ids);

@@ -6,7 +6,6 @@
 
 #include <filesystem>
 #include <functional>
-#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -85,9 +84,11 @@ struct LmRunResult {
   double load_s = 0, prefill_s = 0, decode_s = 0;
 };
 
-// Loads the model (and tokenizer when present), generates, streams the continuation to `stream` (if not null),
-// fills `dump` (if not null) with lm.input_ids, lm.output_ids, lm.logits and, with dump_hidden, lm.hidden_states.
-LmRunResult run_lm(const LmRunOptions& options, std::ostream* stream, io::TensorDump* dump);
+// Loads the model (and tokenizer when present), generates, hands each printable piece of the continuation to
+// `on_text` (if set; "ID " pieces without a tokenizer; returning false stops with "callback"), fills `dump` (if
+// not null) with lm.input_ids, lm.output_ids, lm.logits and, with dump_hidden, lm.hidden_states.
+LmRunResult run_lm(const LmRunOptions& options, const std::function<bool(const std::string&)>& on_text,
+                   io::TensorDump* dump);
 
 // Storage dtype from a --dtype value: fp32 | bf16 (kInvalidArgument otherwise).
 torch::Dtype parse_lm_dtype(const std::string& name);

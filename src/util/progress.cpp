@@ -1,4 +1,4 @@
-#include "util/progress.h"
+#include <gill/progress.h>
 
 #include <unistd.h>
 

@@ -1,6 +1,14 @@
 #include "api_options.h"
 
+#include "cli_common.h"
+
 namespace gill::cli {
+
+std::string device_help() {
+  std::string list;
+  for (const auto& d : available_devices()) list += (list.empty() ? "" : " | ") + d;
+  return "Device (this build: " + list + ")";
+}
 
 void add_engine_options(CLI::App* app, EngineOptions& o) {
   app->add_option("-m,--weights", o.weights_root, "Weights root (layout of weights/README.md)");
@@ -9,8 +17,12 @@ void add_engine_options(CLI::App* app, EngineOptions& o) {
   app->add_option("--sd", o.sd_dir, "Stable Diffusion folder (overrides the root)");
   app->add_option("--gill", o.gill_dir, "GILL checkpoint folder (overrides the root)");
   app->add_option("--index", o.index_path, "Retrieval embeddings file (overrides the GILL folder's)");
-  app->add_option("--device", o.device, "cpu | cuda | cuda:N")->capture_default_str();
-  app->add_option("--dtype", o.dtype, "auto | fp32 | bf16 | fp16")->capture_default_str();
+  // A device this build cannot run is refused while parsing, before anything is loaded (the library's rule).
+  app->add_option("--device", o.device, device_help())
+      ->capture_default_str()
+      ->each([](const std::string& d) { check_device(d, "--device"); });
+  app->add_option("--dtype", o.dtype, "auto | fp32 | bf16 | fp16 (gill run --lm: auto | fp32 | bf16)")
+      ->capture_default_str();
   app->add_flag("--no-sd{false}", o.load_sd, "Do not load Stable Diffusion (retrieval and text only)");
 }
 
@@ -18,6 +30,7 @@ void add_generate_options(CLI::App* app, GenerateOptions& o) {
   app->add_option("-n,--num-words", o.num_words, "Maximum new tokens")->capture_default_str();
   app->add_option("--temp", o.temperature, "Sampling temperature (0 = greedy)")->capture_default_str();
   app->add_option("--top-p", o.top_p, "Nucleus sampling threshold")->capture_default_str();
+  app->add_option("--top-k", o.top_k, "Keep the k most likely tokens when sampling (0 = off)")->capture_default_str();
   app->add_option("--seed", o.seed, "Random seed (sampling and SD latents)")->capture_default_str();
   app->add_option("--steps", o.steps, "Stable Diffusion denoising steps")->capture_default_str();
   app->add_option("--cfg-scale", o.guidance_scale, "Classifier-free guidance scale")->capture_default_str();

@@ -7,9 +7,12 @@
 
 namespace gill::cli {
 
-// -m/--weights, --lm, --clip, --sd, --gill, --index, --device, --dtype, --no-sd.
+// -m/--weights, --lm, --clip, --sd, --gill, --index, --device, --dtype, --no-sd. (A new EngineOptions field gets
+// its flag here, and nowhere else.)
 void add_engine_options(CLI::App* app, EngineOptions& options);
-// -n/--num-words, --temp, --top-p, --seed, --steps, --cfg-scale, --scheduler, --ret-scale-factor,
+// "Device (this build: cpu)": the devices gill::available_devices() reports.
+std::string device_help();
+// -n/--num-words, --temp, --top-p, --top-k, --seed, --steps, --cfg-scale, --scheduler, --ret-scale-factor,
 // --gen-scale-factor, --min-word-tokens, --max-num-rets, --always-generate.
 void add_generate_options(CLI::App* app, GenerateOptions& options);
 

@@ -1,16 +1,16 @@
 // gill batch IN.jsonl -o OUT_DIR -m WEIGHTS [--shard i/N] — many prompts with one model load (src/api/batch.h).
 // SIGINT finishes the current item and stops cleanly (a second one kills the process; rerun to resume).
+#include <gill/batch.h>
+#include <gill/progress.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <iostream>
 
-#include "api/batch.h"
 #include "api_options.h"
 #include "cli_common.h"
 #include "output_checks.h"
-#include "util/progress.h"
 
 namespace gill::cli {
 
@@ -62,6 +62,7 @@ void register_batch(CLI::App& app, Context& ctx) {
       check_output_dir(a->out_dir, "-o");
       const ProgressStyle style = progress_style_for(stderr, ctx.verbosity < 0);
       EngineOptions eo = a->engine;
+      eo.threads = ctx.threads;
       eo.on_progress = make_progress_callback(style);
       Engine engine(eo);
 

@@ -2,6 +2,7 @@
 // recomputed. Lines from stdin: text sends a turn (with any images added before it), `/image PATH` adds an
 // image to the next turn, `/reset` forgets the conversation, `/save FILE` writes the transcript, `/quit`.
 #include <gill/gill.h>
+#include <gill/progress.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -10,8 +11,6 @@
 #include "cli_common.h"
 #include "gill_outputs.h"
 #include "output_checks.h"
-#include "util/error.h"
-#include "util/progress.h"
 
 namespace gill::cli {
 
@@ -34,6 +33,7 @@ int run_chat(ChatArgs& a, const Context& ctx) {
   check_output_dir(a.out_dir, "-o");
   const ProgressStyle style = progress_style_for(stderr, ctx.verbosity < 0);
   EngineOptions eo = a.engine;
+  eo.threads = ctx.threads;
   eo.on_progress = make_progress_callback(style);
   Engine engine(eo);
   Chat chat = engine.chat();
@@ -68,22 +68,22 @@ int run_chat(ChatArgs& a, const Context& ctx) {
       }
       if (cmd.rfind("/save", 0) == 0) {
         const std::string file = trim(cmd.substr(5));
-        GILL_CHECK(!file.empty(), ErrorCode::kInvalidArgument, "/save needs a file name");
+        require(!file.empty(), ErrorCode::kInvalidArgument, "/save needs a file name");
         write_json_file(file, transcript);
         std::cout << "[transcript saved to " << file << "]\n" << std::flush;
         continue;
       }
       if (cmd.rfind("/image", 0) == 0) {
         const std::string path = trim(cmd.substr(6));
-        GILL_CHECK(!path.empty(), ErrorCode::kInvalidArgument, "/image needs a file name");
+        require(!path.empty(), ErrorCode::kInvalidArgument, "/image needs a file name");
         Segment s = Segment::Pixels(read_image(path));  // decode now: a bad file is reported at once
         s.image_path = path;
         pending.push_back(std::move(s));
         std::cout << "[image added: " << path << "]\n" << std::flush;
         continue;
       }
-      GILL_CHECK(cmd[0] != '/', ErrorCode::kInvalidArgument, "unknown command '", cmd,
-                 "' (expected /image PATH, /reset, /save FILE or /quit)");
+      require(cmd[0] != '/', ErrorCode::kInvalidArgument,
+              cat("unknown command '", cmd, "' (expected /image PATH, /reset, /save FILE or /quit)"));
       Prompt p = pending;
       p.push_back(Segment::Text(cmd));
       ++turn;
@@ -118,8 +118,8 @@ void register_chat(CLI::App& app, Context& ctx) {
   add_generate_options(sub, a->gen);
   sub->add_option("-o,--out", a->out_dir, "Folder for the turns' images")->capture_default_str();
   sub->callback([&ctx, a] {
-    GILL_CHECK(!a->engine.weights_root.empty() || !a->engine.gill_dir.empty(), ErrorCode::kInvalidArgument,
-               "gill chat: give -m WEIGHTS_ROOT (or --gill DIR with --lm, --clip, --sd)");
+    require(!a->engine.weights_root.empty() || !a->engine.gill_dir.empty(), ErrorCode::kInvalidArgument,
+            "gill chat: give -m WEIGHTS_ROOT (or --gill DIR with --lm, --clip, --sd)");
     ctx.action = [&ctx, a] { return run_chat(*a, ctx); };
   });
 }

@@ -1,8 +1,9 @@
 // gill inspect PATH — one line per tensor (name, dtype, shape, file) for a weights file or a model folder.
+#include <gill/tools.h>
+
 #include <iostream>
 
 #include "cli_common.h"
-#include "io/inspect.h"
 
 namespace gill::cli {
 
@@ -15,7 +16,7 @@ void register_inspect(CLI::App& app, Context& ctx) {
   sub->add_flag("--json", *json, "One JSON object per line instead of columns");
   sub->callback([&ctx, path, json] {
     ctx.action = [path, json] {
-      io::inspect(*path, std::cout, *json);
+      inspect(*path, std::cout, *json);
       return 0;
     };
   });

@@ -1,8 +1,9 @@
 // gill make-tiny DIR [--seed N] — writes a complete tiny GILL (random weights, real layouts) for tests and demos.
+#include <gill/tools.h>
+
 #include <iostream>
 
 #include "cli_common.h"
-#include "tiny/tiny.h"
 
 namespace gill::cli {
 
@@ -13,8 +14,8 @@ void register_make_tiny(CLI::App& app, Context& ctx) {
   sub->add_option("DIR", *dir, "Folder to write (created when missing)")->required();
   sub->add_option("--seed", *seed, "Random seed (same seed, same files)");
   sub->callback([&ctx, dir, seed] {
-    ctx.action = [dir, seed] {
-      tiny::make_tiny(*dir, *seed);
+    ctx.action = [&ctx, dir, seed] {
+      make_tiny(*dir, *seed, ctx.threads);
       std::cout << "wrote tiny GILL to " << *dir << "\n";
       return 0;
     };

@@ -1,6 +1,9 @@
 // gill run — one GILL turn on an interleaved prompt (-m ROOT or --gill DIR; -p/--image in command-line order),
-// or, with only --lm, plain OPT text generation. Text streams to stdout; images and the transcript go to -o.
+// or, with only --lm, plain OPT text generation (gill::generate_text). Text streams to stdout; images go to -o,
+// the transcript to --json. Every option is used by the mode it is given in, or refused by name.
 #include <gill/gill.h>
+#include <gill/progress.h>
+#include <gill/tools.h>
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -12,12 +15,7 @@
 #include "api_options.h"
 #include "cli_common.h"
 #include "gill_outputs.h"
-#include "io/tensor_dump.h"
 #include "output_checks.h"
-#include "pipeline/lm_generate.h"
-#include "util/error.h"
-#include "util/progress.h"
-#include "util/utf8.h"
 
 namespace gill::cli {
 
@@ -35,7 +33,7 @@ std::vector<int64_t> parse_ids(const std::string& s) {
       ids.push_back(std::stoll(item, &used));
       if (used != item.size()) throw std::invalid_argument(item);
     } catch (const std::exception&) {
-      detail::fail(ErrorCode::kInvalidArgument, "--ids: '" + item + "' is not an integer");
+      fail(ErrorCode::kInvalidArgument, "--ids: '" + item + "' is not an integer");
     }
   }
   return ids;
@@ -48,49 +46,101 @@ struct RunArgs {
   Prompt prompt;  // -p / --image in command-line order
   std::string ids, dump_path, out_dir, json_path;
   // LM-only options.
-  int64_t top_k = 0;
   bool stop_newline = false, no_eos = false, no_cache = false, dump_hidden = false;
   std::vector<std::string> stops;
 };
 
-int run_lm_only(RunArgs& a) {
-  pipeline::LmRunOptions o;
+// Each mode honours every option it accepts; an option of the other mode is refused by name (mode_options()).
+struct ModeOptions {
+  std::vector<const CLI::Option*> gill_only, lm_only;
+};
+
+void refuse_other_mode(const ModeOptions& m, bool gill_mode) {
+  for (const CLI::Option* o : gill_mode ? m.lm_only : m.gill_only) {
+    if (o->count() == 0) continue;
+    if (gill_mode)
+      fail(ErrorCode::kInvalidArgument,
+           cat("gill run: ", o->get_name(), " is for the LLM-only mode (--lm DIR without -m/--gill); a GILL run (-m ",
+               "or --gill) decodes with the reference's rules and does not use it"));
+    fail(ErrorCode::kInvalidArgument,
+         cat("gill run --lm: ", o->get_name(), " is for GILL runs (-m WEIGHTS_ROOT or --gill DIR); the LLM-only ",
+             "mode does not use it"));
+  }
+}
+
+nlohmann::json lm_json(const LmResult& r, const LmOptions& o) {
+  return {{"mode", "lm"},
+          {"prompt", o.prompt},
+          {"prompt_ids", r.prompt_ids},
+          {"text", r.text},
+          {"token_ids", r.new_ids},
+          {"stop_reason", r.stop_reason},
+          {"settings",
+           {{"max_new_tokens", o.max_new_tokens},
+            {"temperature", o.temperature},
+            {"top_p", o.top_p},
+            {"top_k", o.top_k},
+            {"seed", o.seed},
+            {"dtype", o.dtype},
+            {"stop_on_eos", o.stop_on_eos},
+            {"stop_on_newline", o.stop_on_newline},
+            {"stop_strings", o.stop_strings},
+            {"use_cache", o.use_cache}}},
+          {"timings",
+           {{"load_s", r.load_s},
+            {"prefill_s", r.prefill_s},
+            {"decode_s", r.decode_s},
+            {"prompt_tokens", r.prompt_ids.size()},
+            {"new_tokens", r.new_ids.size()},
+            {"threads", r.threads}}}};
+}
+
+int run_lm_only(RunArgs& a, const Context& ctx) {
+  LmOptions o;
   o.lm_dir = a.engine.lm_dir;
-  GILL_CHECK(a.images.empty(), ErrorCode::kInvalidArgument,
-             "gill run: --image needs a GILL model (-m WEIGHTS_ROOT or --gill DIR); --lm alone runs the LLM only");
-  GILL_CHECK(a.prompts.size() <= 1, ErrorCode::kInvalidArgument, "gill run --lm: give one -p TEXT (got ",
-             a.prompts.size(), ")");
+  require(a.images.empty(), ErrorCode::kInvalidArgument,
+          "gill run: --image needs a GILL model (-m WEIGHTS_ROOT or --gill DIR); --lm alone runs the LLM only");
+  require(a.prompts.size() <= 1, ErrorCode::kInvalidArgument,
+          cat("gill run --lm: give one -p TEXT (got ", a.prompts.size(), ")"));
+  require(a.engine.dtype != "fp16", ErrorCode::kInvalidArgument,
+          "gill run --lm: --dtype fp16 is for GILL runs; the LLM-only mode stores auto, fp32 or bf16 weights");
   if (!a.prompts.empty()) o.prompt = a.prompts[0];
   if (!a.ids.empty()) o.prompt_ids = parse_ids(a.ids);
-  GILL_CHECK(!o.prompt.empty() || !o.prompt_ids.empty(), ErrorCode::kInvalidArgument,
-             "gill run: give a prompt with -p TEXT or --ids");
+  require(!o.prompt.empty() || !o.prompt_ids.empty(), ErrorCode::kInvalidArgument,
+          "gill run: give a prompt with -p TEXT or --ids");
+  o.device = a.engine.device;
+  o.dtype = a.engine.dtype;
+  o.threads = ctx.threads;
   o.max_new_tokens = a.gen.num_words;
-  o.sampling.temperature = a.gen.temperature;
-  o.sampling.top_p = a.gen.top_p;
-  o.sampling.top_k = a.top_k;
-  o.sampling.seed = a.gen.seed;
-  o.dtype = a.engine.dtype == "auto" ? "fp32" : a.engine.dtype;
+  o.temperature = a.gen.temperature;
+  o.top_p = a.gen.top_p;
+  o.top_k = a.gen.top_k;
+  o.seed = a.gen.seed;
   o.stop_on_newline = a.stop_newline;
   o.stop_strings = a.stops;
   o.stop_on_eos = !a.no_eos;
   o.use_cache = !a.no_cache;
   o.dump_hidden = a.dump_hidden;
+  o.dump_tensors = a.dump_path;
   if (!a.dump_path.empty()) check_output_file(a.dump_path, "--dump-tensors");
-  io::TensorDump dump;
-  auto r = pipeline::run_lm(o, &std::cout, a.dump_path.empty() ? nullptr : &dump);
-  if (!a.dump_path.empty()) dump.write(a.dump_path);
-  spdlog::info("load {:.2f} s, prefill {:.3f} s ({} tokens), decode {:.3f} s ({} tokens), stop: {}", r.load_s,
-               r.prefill_s, r.prompt_ids.size(), r.decode_s, r.new_ids.size(), r.stop_reason);
+  if (!a.json_path.empty()) check_output_file(a.json_path, "--json");
+  o.on_token = [](const std::string& piece) {
+    std::cout << piece << std::flush;
+    return true;
+  };
+  const LmResult r = generate_text(o);
+  std::cout << std::endl;
+  if (!a.json_path.empty()) write_json_file(a.json_path, lm_json(r, o));
+  spdlog::info("load {:.2f} s, prefill {:.3f} s ({} tokens), decode {:.3f} s ({} tokens), stop: {}, {} thread(s)",
+               r.load_s, r.prefill_s, r.prompt_ids.size(), r.decode_s, r.new_ids.size(), r.stop_reason, r.threads);
   return 0;
 }
 
 int run_gill(RunArgs& a, const Context& ctx) {
-  GILL_CHECK(a.ids.empty(), ErrorCode::kInvalidArgument, "gill run: --ids is for the LLM-only mode (--lm without -m)");
-  GILL_CHECK(!a.prompt.empty(), ErrorCode::kInvalidArgument,
-             "empty prompt: give at least one -p TEXT or --image FILE");
-  GILL_CHECK(!a.out_dir.empty(), ErrorCode::kInvalidArgument, "gill run: give the output folder with -o OUT_DIR");
+  require(!a.prompt.empty(), ErrorCode::kInvalidArgument, "empty prompt: give at least one -p TEXT or --image FILE");
+  require(!a.out_dir.empty(), ErrorCode::kInvalidArgument, "gill run: give the output folder with -o OUT_DIR");
   for (size_t k = 0, n = 0; k < a.prompt.size(); ++k)
-    if (a.prompt[k].kind == Segment::Kind::kText) detail::require_utf8(a.prompt[k].text, detail::str_cat("-p #", ++n));
+    if (a.prompt[k].kind == Segment::Kind::kText) check_utf8(a.prompt[k].text, cat("-p #", ++n));
   // Every output must be writable before gigabytes of weights are loaded.
   check_output_dir(a.out_dir, "-o");
   if (!a.json_path.empty()) check_output_file(a.json_path, "--json");
@@ -104,6 +154,7 @@ int run_gill(RunArgs& a, const Context& ctx) {
 
   const ProgressStyle style = progress_style_for(stderr, ctx.verbosity < 0);
   EngineOptions eo = a.engine;
+  eo.threads = ctx.threads;
   eo.on_progress = make_progress_callback(style);
   Engine engine(eo);
   GenerateOptions go = a.gen;
@@ -128,9 +179,10 @@ int run_gill(RunArgs& a, const Context& ctx) {
     j["prompt"] = pj;
     write_json_file(a.json_path, j);
   }
-  spdlog::info("prompt {} tokens in {:.2f} s, {} new tokens in {:.2f} s, retrieval {:.2f} s, generation {:.2f} s",
-               r.timings.prompt_tokens, r.timings.prompt_s, r.timings.new_tokens, r.timings.decode_s,
-               r.timings.retrieval_s, r.timings.generation_s);
+  spdlog::info(
+      "prompt {} tokens in {:.2f} s, {} new tokens in {:.2f} s, retrieval {:.2f} s, generation {:.2f} s, {} thread(s)",
+      r.timings.prompt_tokens, r.timings.prompt_s, r.timings.new_tokens, r.timings.decode_s, r.timings.retrieval_s,
+      r.timings.generation_s, r.timings.threads);
   return 0;
 }
 
@@ -144,18 +196,26 @@ void register_run(CLI::App& app, Context& ctx) {
   add_engine_options(sub, a->engine);
   add_generate_options(sub, a->gen);
   auto* p_opt = sub->add_option("-p,--prompt", a->prompts, "Prompt text (repeatable; order with --image matters)");
-  auto* i_opt = sub->add_option("--image", a->images, "Prompt image file (repeatable)");
-  sub->add_option("-o,--out", a->out_dir, "Output folder for images (created when missing)");
-  sub->add_option("--json", a->json_path, "Write the transcript (text, decisions, scores, images, ids, timings)");
+  auto* i_opt = sub->add_option("--image", a->images, "GILL: prompt image file (repeatable)");
+  auto* o_opt = sub->add_option("-o,--out", a->out_dir, "GILL: output folder for images (created when missing)");
+  sub->add_option("--json", a->json_path,
+                  "Write the transcript (text, ids, settings, timings; GILL: decisions, images)");
   sub->add_option("--dump-tensors", a->dump_path, "Write every stage's tensors to this .safetensors file");
-  sub->add_option("--ids", a->ids, "LLM-only: prompt as comma-separated token ids");
-  sub->add_option("--top-k", a->top_k, "LLM-only: keep the k most likely tokens (0 = off)")->capture_default_str();
-  sub->add_flag("--stop-newline", a->stop_newline, "LLM-only: stop at the first generated newline");
-  sub->add_option("--stop", a->stops, "LLM-only: stop when the continuation contains this string (repeatable)");
-  sub->add_flag("--no-eos-stop", a->no_eos, "LLM-only: keep generating after </s>");
-  sub->add_flag("--no-cache", a->no_cache, "LLM-only: recompute the whole sequence each step (no KV cache)");
-  sub->add_flag("--dump-hidden", a->dump_hidden, "LLM-only: with --dump-tensors, also lm.hidden_states");
-  sub->callback([&ctx, a, sub, p_opt, i_opt] {
+  auto m = std::make_shared<ModeOptions>();
+  m->lm_only = {
+      sub->add_option("--ids", a->ids, "LLM-only: prompt as comma-separated token ids"),
+      sub->add_flag("--stop-newline", a->stop_newline, "LLM-only: stop at the first generated newline"),
+      sub->add_option("--stop", a->stops, "LLM-only: stop when the continuation contains this string (repeatable)"),
+      sub->add_flag("--no-eos-stop", a->no_eos, "LLM-only: keep generating after </s>"),
+      sub->add_flag("--no-cache", a->no_cache, "LLM-only: recompute the whole sequence each step (no KV cache)"),
+      sub->add_flag("--dump-hidden", a->dump_hidden, "LLM-only: with --dump-tensors, also lm.hidden_states")};
+  // Options of a GILL run that the LLM-only mode has no use for (--image has its own message in run_lm_only).
+  m->gill_only = {o_opt};
+  for (const char* name :
+       {"--clip", "--sd", "--gill", "--index", "--no-sd", "--steps", "--cfg-scale", "--scheduler", "--ret-scale-factor",
+        "--gen-scale-factor", "--min-word-tokens", "--max-num-rets", "--always-generate"})
+    m->gill_only.push_back(sub->get_option(name));
+  sub->callback([&ctx, a, m, sub, p_opt, i_opt] {
     // The interleaved prompt: -p and --image values in the order they were given.
     a->prompt.clear();
     size_t np = 0, ni = 0;
@@ -164,9 +224,10 @@ void register_run(CLI::App& app, Context& ctx) {
       if (o == i_opt) a->prompt.push_back(Segment::ImageFile(a->images.at(ni++)));
     }
     const bool gill_mode = !a->engine.weights_root.empty() || !a->engine.gill_dir.empty();
-    GILL_CHECK(gill_mode || !a->engine.lm_dir.empty(), ErrorCode::kInvalidArgument,
-               "gill run: give -m WEIGHTS_ROOT (or --gill DIR with --lm, --clip, --sd), or --lm DIR for the LLM only");
-    ctx.action = [&ctx, a, gill_mode] { return gill_mode ? run_gill(*a, ctx) : run_lm_only(*a); };
+    require(gill_mode || !a->engine.lm_dir.empty(), ErrorCode::kInvalidArgument,
+            "gill run: give -m WEIGHTS_ROOT (or --gill DIR with --lm, --clip, --sd), or --lm DIR for the LLM only");
+    if (gill_mode || a->images.empty()) refuse_other_mode(*m, gill_mode);
+    ctx.action = [&ctx, a, gill_mode] { return gill_mode ? run_gill(*a, ctx) : run_lm_only(*a, ctx); };
   });
 }
 

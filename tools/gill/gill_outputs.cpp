@@ -2,14 +2,11 @@
 
 #include <cstdio>
 
-#include "io/atomic_file.h"
-#include "io/image.h"
-#include "util/error.h"
+#include "cli_common.h"
 
 namespace gill::cli {
 
 namespace fs = std::filesystem;
-using detail::str_cat;
 
 namespace {
 bool is_url(const std::string& p) { return p.find("://") != std::string::npos; }
@@ -25,14 +22,14 @@ TurnFiles write_turn_files(const Result& r, const fs::path& out_dir, const std::
   TurnFiles files;
   std::error_code ec;
   fs::create_directories(out_dir, ec);
-  GILL_CHECK(!ec && fs::is_directory(out_dir), ErrorCode::kIo, out_dir.string(), ": cannot create the output folder",
-             ec ? ": " + ec.message() : std::string());
+  require(!ec && fs::is_directory(out_dir), ErrorCode::kIo,
+          cat(out_dir.string(), ": cannot create the output folder", ec ? ": " + ec.message() : std::string()));
   for (size_t k = 0; k < r.images.size(); ++k) {
     const ImageBlock& b = r.images[k];
     std::string gen_path;
     if (b.generated) {
-      const fs::path p = out_dir / str_cat(prefix, "gen_", k, ".png");
-      io::write_png(p, *b.generated,
+      const fs::path p = out_dir / cat(prefix, "gen_", k, ".png");
+      write_png(*b.generated, p.string(),
                     {{"caption", b.caption},
                      {"seed", std::to_string(b.seed)},
                      {"steps", std::to_string(gen.steps)},
@@ -47,9 +44,9 @@ TurnFiles write_turn_files(const Result& r, const fs::path& out_dir, const std::
       const auto& h = b.retrieved[i];
       std::string copy;
       if (!is_url(h.path) && fs::is_regular_file(h.path, ec)) {
-        const fs::path dst = out_dir / str_cat(prefix, "ret_", k, "_", i, fs::path(h.path).extension().string());
+        const fs::path dst = out_dir / cat(prefix, "ret_", k, "_", i, fs::path(h.path).extension().string());
         // Copy under a temporary name, then rename: never a half-written file.
-        io::write_file_atomic(dst, io::read_file(h.path));
+        write_file_atomic(dst.string(), read_file(h.path));
         copy = dst.string();
       }
       rets.push_back(copy);
@@ -62,7 +59,7 @@ TurnFiles write_turn_files(const Result& r, const fs::path& out_dir, const std::
 void print_image_lines(const Result& r, const TurnFiles& files, std::ostream& out) {
   for (size_t k = 0; k < r.images.size(); ++k) {
     const ImageBlock& b = r.images[k];
-    const std::string probs = str_cat("p_gen ", fmt(b.p_gen), ", p_ret ", fmt(b.p_ret));
+    const std::string probs = cat("p_gen ", fmt(b.p_gen), ", p_ret ", fmt(b.p_ret));
     if (b.decision == "gen" && !files.generated[k].empty()) {
       out << "[image " << k + 1 << ": generated (" << probs << ") -> " << files.generated[k] << "]\n";
     } else if (!b.retrieved.empty()) {
@@ -112,6 +109,7 @@ nlohmann::json turn_json(const Result& r, const TurnFiles& files, const Generate
             {"gen_scale_factor", gen.gen_scale_factor},
             {"temperature", gen.temperature},
             {"top_p", gen.top_p},
+            {"top_k", gen.top_k},
             {"max_num_rets", gen.max_num_rets},
             {"seed", gen.seed},
             {"steps", gen.steps},
@@ -125,9 +123,10 @@ nlohmann::json turn_json(const Result& r, const TurnFiles& files, const Generate
             {"generation_s", r.timings.generation_s},
             {"total_s", r.timings.total_s},
             {"prompt_tokens", r.timings.prompt_tokens},
-            {"new_tokens", r.timings.new_tokens}}}};
+            {"new_tokens", r.timings.new_tokens},
+            {"threads", r.timings.threads}}}};
 }
 
-void write_json_file(const fs::path& path, const nlohmann::json& j) { io::write_file_atomic(path, j.dump(2) + "\n"); }
+void write_json_file(const fs::path& path, const nlohmann::json& j) { write_file_atomic(path.string(), j.dump(2) + "\n"); }
 
 }  // namespace gill::cli

@@ -7,9 +7,8 @@
 #include <iostream>
 
 #include <gill/error.h>
+
 #include "cli_common.h"
-#include "util/error.h"
-#include "util/threads.h"
 
 namespace gill::cli {
 
@@ -22,8 +21,6 @@ void apply_context(const Context& ctx) {
   logger->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
   logger->set_level(level);
   spdlog::set_default_logger(logger);
-  const int n = set_threads(ctx.threads);
-  spdlog::debug("using {} thread(s)", n);
 }
 
 bool show_progress(const Context& ctx) { return ctx.verbosity >= 0 && ::isatty(STDERR_FILENO); }
@@ -97,9 +94,6 @@ int main(int argc, char** argv) {
   } catch (const gill::Error& e) {
     std::cerr << "gill: error: " << e.what() << "\n";
     return gill::exit_code_for(e.code());
-  } catch (const c10::Error& e) {
-    std::cerr << "gill: error: " << gill::detail::c10_message(e) << "\n";
-    return gill::exit_code_for(gill::ErrorCode::kInternal);
   } catch (const std::exception& e) {
     std::cerr << "gill: error: " << e.what() << "\n";
     return gill::exit_code_for(gill::ErrorCode::kInternal);

@@ -8,12 +8,11 @@
 #include <filesystem>
 #include <random>
 
-#include "util/error.h"
+#include "cli_common.h"
 
 namespace gill::cli {
 
 namespace fs = std::filesystem;
-using detail::str_cat;
 
 namespace {
 
@@ -32,7 +31,7 @@ fs::path nearest_existing(const fs::path& p) {
 // Empty when a new file can be created in `dir`, else the reason.
 std::string probe_writable(const fs::path& dir) {
   std::random_device rd;
-  const fs::path probe = dir / str_cat(".gill-write-probe-", ::getpid(), "-", rd() % 1000000);
+  const fs::path probe = dir / cat(".gill-write-probe-", ::getpid(), "-", rd() % 1000000);
   const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return std::strerror(errno);
   ::close(fd);
@@ -43,37 +42,37 @@ std::string probe_writable(const fs::path& dir) {
 }  // namespace
 
 void check_output_dir(const std::string& dir, const std::string& option) {
-  const std::string what = str_cat(option, " ", dir);
+  const std::string what = cat(option, " ", dir);
   std::error_code ec;
   if (fs::exists(dir, ec)) {
-    GILL_CHECK(fs::is_directory(dir, ec), ErrorCode::kIo, what, ": exists and is not a folder");
+    require(fs::is_directory(dir, ec), ErrorCode::kIo, cat(what, ": exists and is not a folder"));
     const std::string why = probe_writable(dir);
-    GILL_CHECK(why.empty(), ErrorCode::kIo, what, ": the output folder is not writable (", why, ")");
+    require(why.empty(), ErrorCode::kIo, cat(what, ": the output folder is not writable (", why, ")"));
     return;
   }
   const fs::path base = nearest_existing(fs::path(dir).parent_path());
-  GILL_CHECK(fs::is_directory(base, ec), ErrorCode::kIo, what, ": cannot create the output folder: ", base.string(),
-             " is not a folder");
+  require(fs::is_directory(base, ec), ErrorCode::kIo,
+          cat(what, ": cannot create the output folder: ", base.string(), " is not a folder"));
   const std::string why = probe_writable(base);
-  GILL_CHECK(why.empty(), ErrorCode::kIo, what, ": cannot create the output folder: ", base.string(),
-             " is not writable (", why, ")");
+  require(why.empty(), ErrorCode::kIo,
+          cat(what, ": cannot create the output folder: ", base.string(), " is not writable (", why, ")"));
 }
 
 void check_output_file(const std::string& path, const std::string& option, bool parents_created) {
-  const std::string what = str_cat(option, " ", path);
+  const std::string what = cat(option, " ", path);
   std::error_code ec;
-  GILL_CHECK(!fs::is_directory(path, ec), ErrorCode::kIo, what, ": cannot write: it is a folder");
+  require(!fs::is_directory(path, ec), ErrorCode::kIo, cat(what, ": cannot write: it is a folder"));
   fs::path parent = fs::path(path).parent_path();
   if (parent.empty()) parent = ".";
   if (!fs::exists(parent, ec)) {
-    GILL_CHECK(parents_created, ErrorCode::kIo, what, ": cannot write: no such folder ", parent.string());
+    require(parents_created, ErrorCode::kIo, cat(what, ": cannot write: no such folder ", parent.string()));
     parent = nearest_existing(parent);
   }
-  GILL_CHECK(fs::is_directory(parent, ec), ErrorCode::kIo, what, ": cannot write: ", parent.string(),
-             " is not a folder");
+  require(fs::is_directory(parent, ec), ErrorCode::kIo,
+          cat(what, ": cannot write: ", parent.string(), " is not a folder"));
   const std::string why = probe_writable(parent);
-  GILL_CHECK(why.empty(), ErrorCode::kIo, what, ": cannot write: folder ", parent.string(), " is not writable (", why,
-             ")");
+  require(why.empty(), ErrorCode::kIo,
+          cat(what, ": cannot write: folder ", parent.string(), " is not writable (", why, ")"));
 }
 
 }  // namespace gill::cli

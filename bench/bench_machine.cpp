@@ -1,10 +1,10 @@
-// gill bench machine — this machine's own limits (bf16/fp32 GEMM, memory read bandwidth).
+// gill-bench machine — this machine's own limits (bf16/fp32 GEMM, memory read bandwidth).
 #include <iostream>
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
-#include "cli_common.h"
+#include "bench_cli.h"
 
 namespace gill::cli {
 

@@ -1,4 +1,4 @@
-// gill bench turn — one whole GILL turn at the real shapes with random weights (issue 7, "Speed"): a prompt of one
+// gill-bench turn — one whole GILL turn at the real shapes with random weights (issue 7, "Speed"): a prompt of one
 // image and ~20 text tokens, 32 decoding steps with one [IMG] block, the block's decision / retrieval / mapper,
 // and Stable Diffusion (PNDM 50 steps = 51 guided UNet calls, guidance 7.5, 512 px) when the decision is
 // "generate". Our engine (KV cache, SD only for "generate") runs through pipeline::run_turn; the reference's
@@ -6,7 +6,7 @@
 // step, all positions' logits and hidden states; SD run for every block) is timed on the same machine with the
 // same kernels. Prints one JSON object. See docs/performance.md ("GILL turn").
 //   flock /tmp/gill-bench.lock nice -n 19 gill -t 2 bench turn                    (real shapes, ~18 GB RSS)
-//   gill bench turn --shape tiny --steps 3 --unet-calls 0 --ref-points 0           (seconds: smoke test)
+//   gill-bench turn --shape tiny --steps 3 --unet-calls 0 --ref-points 0           (seconds: smoke test)
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
-#include "cli_common.h"
+#include "bench_cli.h"
 #include "io/tensor_source.h"
 #include "models/clip_image_processor.h"
 #include "models/clip_text.h"

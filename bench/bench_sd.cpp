@@ -1,4 +1,4 @@
-// gill bench sd — Stable Diffusion v1.5 at its real shapes with random weights: seconds per guided UNet call
+// gill-bench sd — Stable Diffusion v1.5 at its real shapes with random weights: seconds per guided UNet call
 // (batch 2 = [uncond, cond]), VAE decode, text encoder, peak RSS, and the UNet's achieved FLOP/s as a ratio of
 // this machine's GEMM peak measured in the same run. The configs below equal the published
 // runwayml/stable-diffusion-v1-5 unet/, vae/ and text_encoder/ config.json files.
@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
-#include "cli_common.h"
+#include "bench_cli.h"
 #include "io/tensor_source.h"
 #include "models/clip_text.h"
 #include "models/unet_2d.h"

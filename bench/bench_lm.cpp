@@ -1,13 +1,13 @@
-// gill bench lm — OPT at real shapes with random weights: load (cold/warm), peak RSS, prefill tokens/s,
+// gill-bench lm — OPT at real shapes with random weights: load (cold/warm), peak RSS, prefill tokens/s,
 // decode s/token, against this machine's measured GEMM peak and memory read bandwidth. One JSON object.
-//   flock /tmp/gill-bench.lock gill bench lm --shape opt-6.7b --dtype bf16 --prompt-tokens 64 --prompt-tokens 512
+//   flock /tmp/gill-bench.lock gill-bench lm --shape opt-6.7b --dtype bf16 --prompt-tokens 64 --prompt-tokens 512
 #include <spdlog/spdlog.h>
 
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
-#include "cli_common.h"
+#include "bench_cli.h"
 #include "io/tensor_source.h"
 #include "kernels/linear_bf16.h"
 #include "models/opt.h"

@@ -1,11 +1,11 @@
-// gill bench tokenizer — load time of a real-size vocabulary and single-thread encode/decode throughput on
+// gill-bench tokenizer — load time of a real-size vocabulary and single-thread encode/decode throughput on
 // English prose.
 #include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
-#include "cli_common.h"
+#include "bench_cli.h"
 #include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
 

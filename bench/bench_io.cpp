@@ -1,4 +1,4 @@
-// gill bench io — opening a large safetensors file and taking a bf16 tensor without copying (time, RSS delta),
+// gill-bench io — opening a large safetensors file and taking a bf16 tensor without copying (time, RSS delta),
 // and a dtype conversion at load that never holds two converted copies. Writes a temporary file (default 1 GiB)
 // under --dir and deletes it. Run under `flock /tmp/gill-bench.lock`.
 #include <filesystem>
@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
-#include "cli_common.h"
+#include "bench_cli.h"
 #include "io/safetensors.h"
 
 namespace gill::cli {

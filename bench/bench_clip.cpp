@@ -1,10 +1,10 @@
-// gill bench clip — CLIP ViT-L/14 vision tower (random weights, the real shape): seconds per image in fp32 and
+// gill-bench clip — CLIP ViT-L/14 vision tower (random weights, the real shape): seconds per image in fp32 and
 // bf16, against this machine's fp32 GEMM peak measured in the same run.
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
-#include "cli_common.h"
+#include "bench_cli.h"
 #include "models/clip_vision.h"
 
 namespace gill::cli {

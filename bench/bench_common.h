@@ -1,4 +1,4 @@
-// Measurements shared by the `gill bench ...` subcommands: the machine's own limits, memory and timing helpers.
+// Measurements shared by the `gill-bench ...` subcommands: the machine's own limits, memory and timing helpers.
 // Every benchmark reports its figures as ratios against limits measured in the same run.
 #pragma once
 #include <chrono>
