@@ -22,6 +22,7 @@ namespace {
 struct BenchLmOptions {
   std::string shape = "opt-125m";  // opt-6.7b | opt-125m | a model folder
   std::string dtype = "bf16";
+  std::string compute = "auto";
   std::vector<int64_t> prompt_tokens{64};
   int64_t new_tokens = 16;
   std::string work_dir = "/work/bigtmp";
@@ -88,9 +89,11 @@ int run_bench(const BenchLmOptions& o) {
   j["gemv_kernel"] = util::gemv_kernel_name(kernels::default_gemv_kernel());
   // Machine limits first (their buffers are freed before the model loads, so they do not count in peak RSS).
   const double gemm_fp32 = bench::gemm_gflops("fp32", 4096);
-  const double gemm_bf16 = bench::gemm_gflops("bf16", 1024);  // 4096^3 in bf16 takes ~30 s here
+  const auto policy = util::decide_compute(util::cpu_features(), util::parse_compute_mode(o.compute));
+  // 4096^3 in bf16 takes ~30 s without native bf16: there 1024^3
+  const double gemm_bf16 = bench::gemm_gflops("bf16", policy.native_bf16 ? 4096 : 1024);
   const double read_gbs = bench::read_bandwidth_gbs();
-  j["gemm_gflops"] = {{"fp32_4096", gemm_fp32}, {"libtorch_bf16_1024", gemm_bf16}};
+  j["gemm_gflops"] = {{"fp32_4096", gemm_fp32}, {policy.native_bf16 ? "libtorch_bf16_4096" : "libtorch_bf16_1024", gemm_bf16}};
   j["read_gbs"] = read_gbs;
   spdlog::info("machine: fp32 GEMM {:.1f} GFLOP/s, bf16 GEMM {:.1f} GFLOP/s, read {:.1f} GB/s", gemm_fp32, gemm_bf16,
                read_gbs);
@@ -110,7 +113,8 @@ int run_bench(const BenchLmOptions& o) {
     }
   }
   const std::string file = (dir / "model.safetensors").string();
-  const models::ModuleOptions mo{dtype, torch::kCPU};
+  const models::ModuleOptions mo{dtype, torch::kCPU, policy};
+  j["compute_policy"] = mo.compute.describe();
 
   // Cold load: weights dropped from the page cache; load = parse + map + populate every page.
   bench::drop_file_cache(file);
@@ -153,7 +157,9 @@ int run_bench(const BenchLmOptions& o) {
     const double attn = 4.0 * c.num_hidden_layers * c.hidden_size * double(t_prompt) * double(t_prompt) / 2.0;
     const double flops = 2.0 * body_params * t_prompt + 2.0 * embed_params + attn;
     prefill.push_back({{"prompt_tokens", t_prompt}, {"s", s}, {"prefill_tok_s", t_prompt / s},
-                       {"gflops", flops / s / 1e9}, {"ratio_vs_fp32_gemm_peak", flops / s / 1e9 / gemm_fp32}});
+                       {"gflops", flops / s / 1e9}, {"ratio_vs_fp32_gemm_peak", flops / s / 1e9 / gemm_fp32},
+                       {"ratio_vs_compute_dtype_gemm_peak",
+                        flops / s / 1e9 / (model->compute_dtype() == torch::kBFloat16 ? gemm_bf16 : gemm_fp32)}});
     spdlog::info("prefill {} tokens: {:.2f} s ({:.1f} GFLOP/s)", t_prompt, s, flops / s / 1e9);
   }
   j["prefill"] = prefill;
@@ -177,14 +183,27 @@ int run_bench(const BenchLmOptions& o) {
   j["ratio_peak_rss_vs_weights"] = bench::peak_rss_gb() * 1e9 / wbytes;
 
   if (o.libtorch_compare && dtype == torch::kBFloat16) {
-    // libtorch's own bf16 path on the same model: decode (2 tokens) and per-shape kernels.
+    // libtorch's own bf16 path on the same model (torch::linear everywhere, as transformers runs it): prefill of
+    // the first prompt length and decode, then per-shape kernels.
+    const auto saved = model->compute_dtype();
     model->set_compute_dtype(torch::kBFloat16);
+    model->use_gill_kernels(false);
+    {
+      auto pids = torch::randint(4, c.vocab_size, {1, o.prompt_tokens.front()}, gen, torch::kLong);
+      models::OPTForwardOptions fo;
+      fo.last_logits_only = true;
+      models::KVCache cache;
+      bench::Timer t;
+      model->forward_ids(pids, &cache, fo);
+      j["libtorch_bf16_prefill_s"] = t.seconds();
+    }
     auto ids = torch::randint(4, c.vocab_size, {1, 8}, gen, torch::kLong);
     pipeline::GenerateOptions g;
-    g.max_new_tokens = 3;
+    g.max_new_tokens = 1 + std::min<int64_t>(o.new_tokens, 4);
     auto r = pipeline::generate(model, model->embed_tokens(ids), g, gen);
-    j["libtorch_bf16_decode_s_per_token"] = r.decode_s / 2.0;
-    model->set_compute_dtype(torch::kFloat32);
+    j["libtorch_bf16_decode_s_per_token"] = r.decode_s / std::max<int64_t>(1, static_cast<int64_t>(r.ids.size()) - 1);
+    model->use_gill_kernels(true);
+    model->set_compute_dtype(saved);
     nlohmann::json kc = nlohmann::json::array();
     for (int64_t m : {int64_t(1), int64_t(64)}) {
       kc.push_back(kernel_compare(c.hidden_size, c.hidden_size, m));
@@ -208,6 +227,7 @@ void register_bench_lm(CLI::App& bench, Context& ctx) {
   auto o = std::make_shared<BenchLmOptions>();
   sub->add_option("--shape", o->shape, "opt-6.7b | opt-125m | an OPT model folder")->capture_default_str();
   sub->add_option("--dtype", o->dtype, "fp32 | bf16 weight storage")->capture_default_str();
+  sub->add_option("--compute", o->compute, "auto | fp32 | bf16 compute policy")->capture_default_str();
   sub->add_option("--prompt-tokens", o->prompt_tokens, "Prompt lengths for prefill (repeatable)")
       ->capture_default_str();
   sub->add_option("--new-tokens", o->new_tokens, "Decode steps timed")->capture_default_str();

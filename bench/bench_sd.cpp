@@ -18,6 +18,7 @@ namespace {
 
 struct BenchSDOptions {
   std::string dtype = "bf16";
+  std::string compute = "auto";
   int size = 512;
   int iters = 1;
   bool warmup = true;
@@ -35,7 +36,10 @@ int run_bench_sd(const BenchSDOptions& o) {
   torch::InferenceMode guard;
   models::ModuleOptions mo;
   mo.dtype = io::parse_torch_dtype(o.dtype);
+  mo.compute = util::decide_compute(util::cpu_features(), util::parse_compute_mode(o.compute));
   nlohmann::json j;
+  j["cpu"] = util::cpu_features().describe();
+  j["compute_policy"] = mo.compute.describe();
   j["dtype"] = io::torch_dtype_name(mo.dtype);
   j["size"] = o.size;
   j["threads"] = torch::get_num_threads();
@@ -69,7 +73,7 @@ int run_bench_sd(const BenchSDOptions& o) {
     j["unet_call_s"] = mean;
     j["unet_call_best_s"] = best;
     j["unet_gflops"] = unet_flops(o.size) / best / 1e9;
-    // The arithmetic runs in fp32 on the CPU (bf16 is storage only), so the fp32 GEMM peak is the limit.
+    // The limit is the GEMM peak of the dtype the arithmetic runs in.
     const double peak = unet->compute_dtype() == torch::kFloat32 ? gemm_fp32 : gemm_bf16;
     j["unet_flops_ratio"] = unet_flops(o.size) / best / 1e9 / peak;
     j["unet_flops_ratio_vs_bf16_peak"] = unet_flops(o.size) / best / 1e9 / gemm_bf16;
@@ -105,7 +109,8 @@ void register_bench_sd(CLI::App& bench, Context& ctx) {
   auto opts = std::make_shared<BenchSDOptions>();
   auto* sub = bench.add_subcommand(
       "sd", "SD v1.5 shapes, random weights: guided UNet call (batch 2), VAE decode, text encoder, peak RSS");
-  sub->add_option("--dtype", opts->dtype, "weight dtype: fp32 | bf16 (bf16 computes in fp32 on the CPU)")
+  sub->add_option("--dtype", opts->dtype, "weight dtype: fp32 | bf16")->capture_default_str();
+  sub->add_option("--compute", opts->compute, "auto | fp32 | bf16 compute policy for bf16 weights")
       ->capture_default_str();
   sub->add_option("--size", opts->size, "image size in pixels (latents are size/8)")->capture_default_str();
   sub->add_option("--iters", opts->iters, "timed UNet calls (after one warm-up)")->capture_default_str();

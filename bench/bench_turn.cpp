@@ -314,7 +314,7 @@ int run_bench_turn(const BenchTurnOptions& o) {
       load, "text_encoder", [&] { return models::CLIPTextModel(sh.text, mo); }, 8);
   text_encoder->eval();
   auto sd =
-      pipeline::StableDiffusion::from_modules(unet, vae, sd15_scheduler(), pipeline::SDOptions{dtype, torch::kCPU});
+      pipeline::StableDiffusion::from_modules(unet, vae, sd15_scheduler(), pipeline::SDOptions{dtype, torch::kCPU, mo.compute});
   double load_total = 0;
   for (const auto& item : load.items()) load_total += item.value()["s"].get<double>();
   load["total_s"] = load_total;

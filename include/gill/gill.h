@@ -53,6 +53,7 @@ struct EngineOptions {
   std::string device = "cpu";   // one of available_devices(); validate() accepts cpu | cuda | cuda:N, the
                                 // constructor refuses a device this build cannot run (check_device)
   std::string dtype = "auto";   // auto | fp32 | bf16 | fp16 (auto: the fastest accurate choice for the device)
+  std::string compute = "auto"; // auto | fp32 | bf16: arithmetic for bf16-stored weights (auto: bf16 where the CPU has native bf16)
   int threads = 0;              // libtorch intra-op threads, set by the constructor; 0 = physical cores
   bool load_sd = true;          // false: no image generation (retrieval and text only; saves memory)
   std::function<void(LogLevel, const std::string&)> log;  // null: spdlog's default logger

@@ -19,7 +19,8 @@ namespace gill {
 struct LmOptions {
   std::string lm_dir;             // config.json, weights, and (for a text prompt) vocab.json + merges.txt
   std::string device = "cpu";
-  std::string dtype = "auto";     // auto (= fp32) | fp32 | bf16: weight storage; compute is fp32 on the CPU
+  std::string dtype = "auto";     // auto (= fp32) | fp32 | bf16: weight storage
+  std::string compute = "auto";   // auto | fp32 | bf16: arithmetic for bf16-stored weights (auto: bf16 where the CPU has native bf16)
   int threads = 0;
   std::string prompt;             // encoded with lm_dir's tokenizer (BOS added, as OPT's tokenizer does)
   std::vector<int64_t> prompt_ids;  // used instead of `prompt` when non-empty
@@ -55,6 +56,7 @@ struct SdOptions {
   std::string sd_dir;              // model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/
   std::string device = "cpu";
   std::string dtype = "fp32";      // fp32 | bf16 | fp16: weight storage
+  std::string compute = "auto";    // auto | fp32 | bf16: arithmetic for bf16-stored weights (auto: bf16 where the CPU has native bf16)
   int threads = 0;
   std::string prompt;
   std::string negative_prompt;     // "" = diffusers' negative_prompt=None
@@ -74,7 +76,8 @@ Image text_to_image(const SdOptions& options);
 struct EmbedImageOptions {
   std::string clip_dir;        // config.json, weights, preprocessor_config.json
   std::string device = "cpu";
-  std::string dtype = "bf16";  // fp32 | bf16 | fp16: weight storage (GEMMs in fp32 on the CPU)
+  std::string dtype = "bf16";  // fp32 | bf16 | fp16: weight storage
+  std::string compute = "auto";  // auto | fp32 | bf16: arithmetic for bf16-stored weights (auto: bf16 where the CPU has native bf16)
   int threads = 0;
   std::string dump_tensors;    // clip.pixel_values and clip.pooled; "" = none
 };
@@ -94,6 +97,7 @@ struct IndexOptions {
   std::string clip_dir, gill_dir;  // each component on its own (overrides the root)
   std::string device = "cpu";
   std::string dtype = "fp32";  // fp32 | bf16
+  std::string compute = "auto";  // auto | fp32 | bf16: arithmetic for bf16-stored weights (auto: bf16 where the CPU has native bf16)
   int threads = 0;
   ProgressCallback on_progress;  // stage "embed", images done / total
 };

@@ -312,6 +312,7 @@ Engine::Engine(const EngineOptions& options) {
     // The LLM folder decides "auto"; resolve it first (errors name the missing component).
     const auto paths = pipeline::resolve_weight_paths(mo.paths, options.load_sd);
     mo.dtype = pick_dtype(options.dtype, paths.lm);
+    mo.compute = detail::decide_compute(options.compute, "EngineOptions.compute");
     impl->dtype = mo.dtype;
     if (options.on_progress) options.on_progress("load", 0, 1);
     impl->model = pipeline::GILLModel::load(mo);

@@ -73,6 +73,7 @@ void EngineOptions::validate() const {
   }
   if (!valid_device(device)) bad(S, "device", quoted(device), "must be cpu, cuda or cuda:N");
   check_one_of(S, "dtype", dtype, {"auto", "fp32", "bf16", "fp16"});
+  check_one_of(S, "compute", compute, {"auto", "fp32", "bf16"});
   check_int_range(S, "threads", threads, 0, 4096);
 }
 
@@ -112,6 +113,13 @@ int detail::begin_call(const std::string& device, const std::string& what, int t
   const int n = set_threads(threads);
   spdlog::debug("using {} thread(s)", n);
   return n;
+}
+
+util::ComputePolicy detail::decide_compute(const std::string& value, const std::string& what) {
+  const auto policy = util::decide_compute(util::cpu_features(), util::parse_compute_mode(value, what));
+  spdlog::info("{}", policy.describe());
+  if (!policy.warning.empty()) spdlog::warn("{}", policy.warning);
+  return policy;
 }
 
 const char* version() { return GILL_VERSION_STRING; }

@@ -51,6 +51,7 @@ LmResult generate_text(const LmOptions& o) {
     ro.sampling.top_k = o.top_k;
     ro.sampling.seed = o.seed;
     ro.dtype = o.dtype == "auto" ? "fp32" : o.dtype;  // parse_lm_dtype names an unknown value
+    ro.compute = detail::decide_compute(o.compute, "LmOptions.compute");
     ro.stop_on_eos = o.stop_on_eos;
     ro.stop_on_newline = o.stop_on_newline;
     ro.stop_strings = o.stop_strings;
@@ -96,6 +97,7 @@ Image text_to_image(const SdOptions& o) {
     }
     pipeline::SDOptions so;
     so.dtype = storage_dtype("SdOptions.dtype", o.dtype, {"fp32", "bf16", "fp16"});
+    so.compute = detail::decide_compute(o.compute, "SdOptions.compute");
     auto sd = pipeline::StableDiffusion::load(o.sd_dir, so);
     io::TensorDump dump;
     io::TensorDump* dump_ptr = o.dump_tensors.empty() ? nullptr : &dump;
@@ -113,6 +115,7 @@ ImageEmbeddings embed_images(const std::vector<Image>& images, const EmbedImageO
     c10::InferenceMode guard;
     models::ModuleOptions mo;
     mo.dtype = storage_dtype("EmbedImageOptions.dtype", o.dtype, {"fp32", "bf16", "fp16"});
+    mo.compute = detail::decide_compute(o.compute, "EmbedImageOptions.compute");
     auto model = models::load_clip_vision(o.clip_dir, mo);
     const auto pp = models::CLIPImageProcessorConfig::from_file(fs::path(o.clip_dir) / "preprocessor_config.json");
     io::TensorDump dump;
@@ -140,6 +143,7 @@ IndexSummary build_index(const std::vector<std::string>& images, const std::stri
     bo.paths.clip = o.clip_dir;
     bo.paths.gill = o.gill_dir;
     bo.dtype = pipeline::parse_lm_dtype(o.dtype);
+    bo.compute = detail::decide_compute(o.compute, "IndexOptions.compute");
     if (o.on_progress) bo.progress = [&](int64_t done, int64_t total) { o.on_progress("embed", done, total); };
     const std::vector<fs::path> files(images.begin(), images.end());
     const auto index = pipeline::build_index(bo, files, out_dir);

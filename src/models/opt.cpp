@@ -245,7 +245,7 @@ void OPTForCausalLMImpl::resize_token_embeddings(int64_t n_rows) {
 torch::Tensor OPTForCausalLMImpl::linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) const {
   // bf16 weights on the CPU: gill's GEMV kernels for few rows, blocked fp32 GEMM (fp32 activations) or oneDNN's
   // bf16 GEMM (bf16 activations) for many.
-  if (w.scalar_type() == torch::kBFloat16 && x.device().is_cpu() &&
+  if (gill_kernels_ && w.scalar_type() == torch::kBFloat16 && x.device().is_cpu() &&
       (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16))
     return kernels::linear_bf16_weight(x, w, b, kernels::Bf16LinearPath::kAuto, gemv_);
   if (w.scalar_type() == x.scalar_type()) return torch::nn::functional::linear(x, w, b);

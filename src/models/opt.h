@@ -134,6 +134,9 @@ class OPTForCausalLMImpl : public torch::nn::Module {
   void set_compute_dtype(torch::Dtype dtype);
   torch::Dtype compute_dtype() const { return compute_dtype_; }
   torch::Dtype storage_dtype() const { return storage_dtype_; }
+  // false: every linear is libtorch's own (torch::linear in the compute dtype), as transformers runs the model;
+  // the in-process peer of the benchmarks. Default true (gill's bf16-weight kernels).
+  void use_gill_kernels(bool on) { gill_kernels_ = on; }
 
   // Touches every parameter page (populating mmapped weights) so the first forward pays no page faults.
   void prefault();
@@ -153,6 +156,7 @@ class OPTForCausalLMImpl : public torch::nn::Module {
   torch::Dtype storage_dtype_, compute_dtype_;
   torch::Device device_;
   util::GemvKernel gemv_;  // decode GEMV kernel for bf16 weights (from ModuleOptions::compute)
+  bool gill_kernels_ = true;
 };
 TORCH_MODULE(OPTForCausalLM);
 

@@ -38,7 +38,7 @@ RetrievalIndex build_index(const IndexBuildOptions& options, const std::vector<f
   GILL_CHECK(fs::is_directory(paths.clip), ErrorCode::kNotFound, paths.clip.string(),
              ": CLIP folder not found (pass --clip DIR)");
   GILLWeights w = load_gill_weights(paths.gill, /*index_path=*/"", options.dtype);
-  auto clip = models::load_clip_vision(paths.clip, models::ModuleOptions{options.dtype, torch::kCPU});
+  auto clip = models::load_clip_vision(paths.clip, models::ModuleOptions{options.dtype, torch::kCPU, options.compute});
   GILL_CHECK(clip->config().hidden_size == w.dims.clip_hidden, ErrorCode::kShapeMismatch, paths.clip.string(),
              ": CLIP's width ", clip->config().hidden_size, " differs from the GILL checkpoint's ", w.dims.clip_hidden);
   const auto pre = models::CLIPImageProcessorConfig::from_file(paths.clip / "preprocessor_config.json");

@@ -18,6 +18,7 @@ namespace gill::pipeline {
 struct IndexBuildOptions {
   WeightPaths paths;                     // -m ROOT / --clip / --gill (the LLM and SD are not loaded)
   torch::Dtype dtype = torch::kFloat32;
+  util::ComputePolicy compute;  // how bf16 storage computes
   std::function<void(int64_t done, int64_t total)> progress;
 };
 

@@ -41,7 +41,7 @@ std::unique_ptr<GILLModel> GILLModel::load(const GILLModelOptions& options) {
   m->token_ids.newline = nl[0];
 
   // OPT, its table extended to len(tokenizer), the trained [IMG] rows written into rows [-8:].
-  m->lm = models::load_opt(m->paths.lm, models::ModuleOptions{options.dtype, torch::kCPU});
+  m->lm = models::load_opt(m->paths.lm, models::ModuleOptions{options.dtype, torch::kCPU, options.compute});
   GILL_CHECK(m->lm->config().word_embed_proj_dim == dims.lm_hidden, ErrorCode::kShapeMismatch,
              m->paths.lm.string(), ": the LLM's embedding width ", m->lm->config().word_embed_proj_dim,
              " differs from the GILL checkpoint's ", dims.lm_hidden);
@@ -50,13 +50,13 @@ std::unique_ptr<GILLModel> GILLModel::load(const GILLModelOptions& options) {
   for (size_t k = 0; k < img_ids.size(); ++k)
     table[img_ids[k]].copy_(m->weights.img_rows[static_cast<int64_t>(k)].to(table.scalar_type()));
 
-  m->clip = models::load_clip_vision(m->paths.clip, models::ModuleOptions{options.dtype, torch::kCPU});
+  m->clip = models::load_clip_vision(m->paths.clip, models::ModuleOptions{options.dtype, torch::kCPU, options.compute});
   GILL_CHECK(m->clip->config().hidden_size == dims.clip_hidden, ErrorCode::kShapeMismatch, m->paths.clip.string(),
              ": CLIP's width ", m->clip->config().hidden_size, " differs from the GILL checkpoint's ",
              dims.clip_hidden);
   m->clip_preprocess = models::CLIPImageProcessorConfig::from_file(m->paths.clip / "preprocessor_config.json");
   if (options.load_sd && !m->paths.sd.empty()) {
-    m->sd = std::make_unique<StableDiffusion>(StableDiffusion::load(m->paths.sd, SDOptions{options.dtype, torch::kCPU}));
+    m->sd = std::make_unique<StableDiffusion>(StableDiffusion::load(m->paths.sd, SDOptions{options.dtype, torch::kCPU, options.compute}));
     const int64_t cross = m->sd->unet()->config.cross_attention_dim;
     GILL_CHECK(cross == dims.gen_emb_dim, ErrorCode::kShapeMismatch, m->paths.sd.string(),
                ": the UNet's cross_attention_dim ", cross, " differs from the GILL mapper's output width ",

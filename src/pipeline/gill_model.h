@@ -20,6 +20,7 @@ namespace gill::pipeline {
 struct GILLModelOptions {
   WeightPaths paths;
   torch::Dtype dtype = torch::kFloat32;  // storage dtype of OPT, CLIP and the GILL heads
+  util::ComputePolicy compute;           // how bf16 storage computes (every model follows it)
   bool load_sd = true;     // Stable Diffusion from paths.sd (or the root); false: [IMG] blocks only retrieve
 };
 

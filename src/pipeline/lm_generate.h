@@ -69,7 +69,8 @@ struct LmRunOptions {
   std::vector<int64_t> prompt_ids;  // used instead of `prompt` when non-empty
   int64_t max_new_tokens = 32;
   SamplingOptions sampling;
-  std::string dtype = "bf16";  // fp32 | bf16 (storage; compute is fp32 on the CPU, see models/opt.h)
+  std::string dtype = "bf16";  // fp32 | bf16 (storage)
+  util::ComputePolicy compute;  // how bf16 storage computes (models/opt.h)
   bool stop_on_eos = true;
   bool stop_on_newline = false;
   std::vector<std::string> stop_strings;

@@ -30,6 +30,7 @@ namespace gill::pipeline {
 struct SDOptions {
   torch::Dtype dtype = torch::kFloat32;  // storage dtype of the text encoder, UNet and VAE weights
   torch::Device device = torch::kCPU;
+  util::ComputePolicy compute;  // how bf16 storage computes (util/compute_policy.h)
 };
 
 struct SDParams {

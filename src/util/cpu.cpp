@@ -215,7 +215,10 @@ OpenBlasAdvice openblas_core_advice(const CpuFeatures& cpu, const std::string& c
   } else if (cpu.avx) {
     a.best = "Sandybridge";
   }
-  if (!user_coretype.empty()) {
+  const char* by_gill = std::getenv("GILL_SET_OPENBLAS_CORETYPE");
+  if (!user_coretype.empty() && by_gill && user_coretype == by_gill) {
+    a.reason = "OPENBLAS_CORETYPE=" + user_coretype + " set by gill at start (OpenBLAS did not name this CPU model)";
+  } else if (!user_coretype.empty()) {
     a.reason = "OPENBLAS_CORETYPE=" + user_coretype + " is set by the user: left as it is";
   } else if (current_core.empty()) {
     a.reason = "OpenBLAS is not loaded in this process";

@@ -10,6 +10,14 @@ std::string device_help() {
   return "Device (this build: " + list + ")";
 }
 
+void add_compute_option(CLI::App* app, std::string& compute) {
+  app->add_option("--compute", compute,
+                  "Arithmetic for bf16 weights: auto | fp32 | bf16 (auto: bf16 where the CPU has native bf16; "
+                  "see gill info)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+}
+
 void add_engine_options(CLI::App* app, EngineOptions& o) {
   app->add_option("-m,--weights", o.weights_root, "Weights root (layout of weights/README.md)");
   app->add_option("--lm", o.lm_dir, "LLM folder (overrides the root)");
@@ -23,6 +31,7 @@ void add_engine_options(CLI::App* app, EngineOptions& o) {
       ->each([](const std::string& d) { check_device(d, "--device"); });
   app->add_option("--dtype", o.dtype, "auto | fp32 | bf16 | fp16 (gill run --lm: auto | fp32 | bf16)")
       ->capture_default_str();
+  add_compute_option(app, o.compute);
   app->add_flag("--no-sd{false}", o.load_sd, "Do not load Stable Diffusion (retrieval and text only)");
 }
 

@@ -9,6 +9,8 @@ namespace gill::cli {
 
 // -m/--weights, --lm, --clip, --sd, --gill, --index, --device, --dtype, --no-sd. (A new EngineOptions field gets
 // its flag here, and nowhere else.)
+// --compute auto | fp32 | bf16 (the compute policy for bf16 weights).
+void add_compute_option(CLI::App* app, std::string& compute);
 void add_engine_options(CLI::App* app, EngineOptions& options);
 // "Device (this build: cpu)": the devices gill::available_devices() reports.
 std::string device_help();

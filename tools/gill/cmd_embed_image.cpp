@@ -9,6 +9,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "api_options.h"
 #include "cli_common.h"
 #include "output_checks.h"
 
@@ -69,8 +70,9 @@ void register_embed_image(CLI::App& app, Context& ctx) {
   sub->add_option("--clip", a->options.clip_dir, "CLIP model folder (config.json, weights, preprocessor_config.json)")
       ->required();
   sub->add_option("IMAGE", a->images, "Image files (PNG, JPEG, BMP, GIF, ...)")->required();
-  sub->add_option("--dtype", a->options.dtype, "Model dtype: fp32 | bf16 | fp16 (bf16/fp16 keep the weights, GEMMs in fp32)")
+  sub->add_option("--dtype", a->options.dtype, "Model dtype: fp32 | bf16 | fp16 (storage; see --compute)")
       ->capture_default_str();
+  add_compute_option(sub, a->options.compute);
   sub->add_option("--dump-tensors", a->options.dump_tensors, "Write clip.pixel_values and clip.pooled to this .safetensors file");
   sub->add_flag("--json", a->json, "Print one JSON object instead of the summary");
   sub->callback([&ctx, a] { ctx.action = [&ctx, a] { return run(*a, ctx); }; });

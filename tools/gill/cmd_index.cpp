@@ -5,6 +5,7 @@
 
 #include <iostream>
 
+#include "api_options.h"
 #include "cli_common.h"
 #include "output_checks.h"
 
@@ -27,6 +28,7 @@ void register_index(CLI::App& app, Context& ctx) {
   sub->add_option("--gill", a->options.gill_dir, "GILL checkpoint folder (overrides the root)");
   sub->add_option("-o,--out", a->out, "Index folder (index.safetensors is written there)")->required();
   sub->add_option("--dtype", a->options.dtype, "fp32 | bf16")->capture_default_str();
+  add_compute_option(sub, a->options.compute);
   sub->callback([&ctx, a] {
     ctx.action = [&ctx, a] {
       check_output_dir(a->out, "-o");

@@ -110,6 +110,7 @@ int run_lm_only(RunArgs& a, const Context& ctx) {
           "gill run: give a prompt with -p TEXT or --ids");
   o.device = a.engine.device;
   o.dtype = a.engine.dtype;
+  o.compute = a.engine.compute;
   o.threads = ctx.threads;
   o.max_new_tokens = a.gen.num_words;
   o.temperature = a.gen.temperature;

@@ -7,6 +7,8 @@
 #include <iostream>
 
 #include <gill/error.h>
+#include <gill/gill.h>
+#include <gill/system.h>
 
 #include "cli_common.h"
 
@@ -28,17 +30,33 @@ bool show_progress(const Context& ctx) { return ctx.verbosity >= 0 && ::isatty(S
 }  // namespace gill::cli
 
 int main(int argc, char** argv) {
-  // OpenMP reads OMP_WAIT_POLICY when the runtime loads, before main. On small machines its busy-waiting
-  // workers fight OpenBLAS's threads (fp32 up to 2x slower), so re-execute once with a passive policy unless the
-  // user chose one. Set GILL_NO_REEXEC=1 to skip.
-  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GILL_NO_REEXEC")) {
-    ::setenv("OMP_WAIT_POLICY", "passive", 1);
-    ::execv("/proc/self/exe", argv);  // only returns on failure: carry on in this process
+  // OpenMP reads OMP_WAIT_POLICY and OpenBLAS reads OPENBLAS_CORETYPE when they load, before main. On small
+  // machines OpenMP's busy-waiting workers fight OpenBLAS's threads (fp32 up to 2x slower), and Debian's OpenBLAS
+  // runs its slowest kernels on CPU models it does not name; so re-execute once with a passive policy and the
+  // core type the CPU probe confirms (gill::recommended_environment), never replacing a value the user set.
+  // Set GILL_NO_REEXEC=1 to skip.
+  if (!std::getenv("GILL_NO_REEXEC")) {
+    bool changed = false;
+    if (!std::getenv("OMP_WAIT_POLICY")) {
+      ::setenv("OMP_WAIT_POLICY", "passive", 1);
+      changed = true;
+    }
+    for (const auto& [key, value] : gill::recommended_environment()) {
+      if (std::getenv(key.c_str())) continue;
+      ::setenv(key.c_str(), value.c_str(), 0);
+      ::setenv(("GILL_SET_" + key).c_str(), value.c_str(), 1);  // so `gill info` can say who set it
+      changed = true;
+    }
+    if (changed) ::execv("/proc/self/exe", argv);  // only returns on failure: carry on in this process
   }
 
   CLI::App app{"gill — native inference for GILL (Generating Images with Multimodal Language Models)", "gill"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "gill 0.1.0");
+  app.set_version_flag("--version", [] {
+    const auto s = gill::system_info();
+    return std::string("gill ") + gill::version() + "\ncpu: " + s.cpu + "\ncompute (auto): " + s.compute_auto +
+           "\nopenblas: " + (s.openblas_core.empty() ? "(not loaded)" : s.openblas_core);
+  });
   gill::cli::Context ctx;
   app.add_option("-t,--threads", ctx.threads, "CPU threads for libtorch (default: number of physical cores)")
       ->check(CLI::Range(0, 4096));
