@@ -17,6 +17,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <string>
 #include <type_traits>
 
 namespace gill::schedulers {
@@ -31,6 +33,17 @@ void read_key(const nlohmann::json& j, const char* key, std::optional<T>& out) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return;
   T v{};
+  if constexpr (std::is_floating_point_v<T>) {
+    // Python's json writes -inf (DPM-Solver's default lambda_min_clipped) as -Infinity; from_file quotes it.
+    if (it->is_string()) {
+      const std::string& w = it->get_ref<const std::string&>();
+      const double inf = std::numeric_limits<double>::infinity();
+      if (w == "-Infinity" || w == "Infinity" || w == "NaN") {
+        out = static_cast<T>(w == "NaN" ? std::nan("") : w == "Infinity" ? inf : -inf);
+        return;
+      }
+    }
+  }
   try {
     util::json_get_if(j, key, v);
   } catch (const nlohmann::json::exception& e) {
@@ -81,6 +94,41 @@ torch::Tensor rescale_zero_terminal_snr(const torch::Tensor& betas) {
   return 1 - alphas;
 }
 
+// Python's json.dumps writes NaN, Infinity and -Infinity as bare words, which JSON (and nlohmann) rejects: quote
+// them where they stand as values (outside strings), for read_key to turn back into numbers.
+std::string quote_python_constants(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) {
+        out += text[++i];
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') in_string = true;
+    bool replaced = false;
+    for (const char* word : {"-Infinity", "Infinity", "NaN"}) {
+      const size_t n = std::char_traits<char>::length(word);
+      if (text.compare(i, n, word) == 0) {
+        out += '"';
+        out += word;
+        out += '"';
+        i += n - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
 SchedulerConfig SchedulerConfig::from_json(const nlohmann::json& j) {
@@ -125,7 +173,7 @@ SchedulerConfig SchedulerConfig::from_file(const std::filesystem::path& path) {
     const std::string text = io::read_file(file);
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(text);
+      j = nlohmann::json::parse(quote_python_constants(text));
     } catch (const nlohmann::json::exception& e) {
       detail::fail(ErrorCode::kFormat, str_cat("invalid JSON: ", e.what()));
     }

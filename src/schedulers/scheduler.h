@@ -64,7 +64,8 @@ struct SchedulerConfig {
 
   // Checks each key's JSON type (an error names the key and value); values are checked by the class that reads them.
   static SchedulerConfig from_json(const nlohmann::json& j);
-  static SchedulerConfig from_file(const std::filesystem::path& path);  // a file or the scheduler/ folder
+  // A file or the scheduler/ folder; Python json's NaN / Infinity / -Infinity (lambda_min_clipped) are read.
+  static SchedulerConfig from_file(const std::filesystem::path& path);
 };
 
 // The keys all four classes read, with the defaults they all share (diffusers 0.17.1 __init__).
