@@ -3,7 +3,6 @@
 // the test's get_scheduler_config (absent keys take the class's own defaults), checked against the published
 // sums / means with the published tolerances. Then the keys each class honours or refuses (docs/schedulers.md).
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "schedulers/ddim.h"
@@ -25,7 +24,9 @@ torch::Tensor dummy_sample_deter() {
 }
 
 // SchedulerCommonTest.dummy_model.
-torch::Tensor dummy_model(const torch::Tensor& sample, const torch::Tensor& t) { return sample * t / (t + 1); }
+torch::Tensor dummy_model(const torch::Tensor& sample, const torch::Tensor& t) {
+  return sample * t / (t + 1);
+}
 
 // get_scheduler_config(**kwargs): the test's base dict updated with the overrides.
 SchedulerConfig diffusers_config(nlohmann::json base, const nlohmann::json& overrides) {
@@ -74,8 +75,12 @@ torch::Tensor euler_loop(EulerDiscreteScheduler& s) {
   return sample;
 }
 
-double abs_sum(const torch::Tensor& x) { return torch::sum(torch::abs(x)).item<double>(); }
-double abs_mean(const torch::Tensor& x) { return torch::mean(torch::abs(x)).item<double>(); }
+double abs_sum(const torch::Tensor& x) {
+  return torch::sum(torch::abs(x)).item<double>();
+}
+double abs_mean(const torch::Tensor& x) {
+  return torch::mean(torch::abs(x)).item<double>();
+}
 
 std::vector<int64_t> to_vec(const torch::Tensor& t) {
   auto c = t.contiguous();
@@ -96,7 +101,9 @@ TEST(DiffusersPNDM, FullLoops) {
       {"test_full_loop_no_noise", nlohmann::json::object(), 198.1318, 0.2580},
       {"test_full_loop_with_v_prediction", {{"prediction_type", "v_prediction"}}, 67.3986, 0.0878},
       {"test_full_loop_with_set_alpha_to_one", {{"set_alpha_to_one", true}, {"beta_start", 0.01}}, 230.0399, 0.2995},
-      {"test_full_loop_with_no_set_alpha_to_one", {{"set_alpha_to_one", false}, {"beta_start", 0.01}}, 186.9482,
+      {"test_full_loop_with_no_set_alpha_to_one",
+       {{"set_alpha_to_one", false}, {"beta_start", 0.01}},
+       186.9482,
        0.2434},
   };
   for (const auto& c : cases) {
@@ -138,7 +145,9 @@ TEST(DiffusersDDIM, FullLoops) {
       {"test_full_loop_no_noise", nlohmann::json::object(), 172.0067, 0.223967},
       {"test_full_loop_with_v_prediction", {{"prediction_type", "v_prediction"}}, 52.5302, 0.0684},
       {"test_full_loop_with_set_alpha_to_one", {{"set_alpha_to_one", true}, {"beta_start", 0.01}}, 149.8295, 0.1951},
-      {"test_full_loop_with_no_set_alpha_to_one", {{"set_alpha_to_one", false}, {"beta_start", 0.01}}, 149.0784,
+      {"test_full_loop_with_no_set_alpha_to_one",
+       {{"set_alpha_to_one", false}, {"beta_start", 0.01}},
+       149.0784,
        0.1941},
   };
   for (const auto& c : cases) {
@@ -224,8 +233,8 @@ TEST(DiffusersDPMMultistep, SolverOrderAndTypeNoNaN) {
                                                                     {"prediction_type", prediction},
                                                                     {"algorithm_type", algorithm}}));
           const torch::Tensor x = full_loop(s, dummy_sample_deter(), 10, &gen);
-          EXPECT_FALSE(torch::isnan(x).any().item<bool>()) << algorithm << " " << solver << " " << order << " "
-                                                           << prediction;
+          EXPECT_FALSE(torch::isnan(x).any().item<bool>())
+              << algorithm << " " << solver << " " << order << " " << prediction;
         }
 }
 
@@ -248,16 +257,20 @@ TEST(DiffusersDPMMultistep, UniqueTimesteps) {
 
 namespace {
 
-SchedulerConfig keys(const nlohmann::json& j) { return SchedulerConfig::from_json(j); }
+SchedulerConfig keys(const nlohmann::json& j) {
+  return SchedulerConfig::from_json(j);
+}
 
 // SD v1.5's scheduler_config.json (a PNDMScheduler file).
-const nlohmann::json kSd15 = {{"_class_name", "PNDMScheduler"}, {"beta_end", 0.012},
+const nlohmann::json kSd15 = {{"_class_name", "PNDMScheduler"},   {"beta_end", 0.012},
                               {"beta_schedule", "scaled_linear"}, {"beta_start", 0.00085},
-                              {"num_train_timesteps", 1000},     {"set_alpha_to_one", false},
-                              {"skip_prk_steps", true},          {"steps_offset", 1},
-                              {"trained_betas", nullptr},        {"clip_sample", false}};
+                              {"num_train_timesteps", 1000},      {"set_alpha_to_one", false},
+                              {"skip_prk_steps", true},           {"steps_offset", 1},
+                              {"trained_betas", nullptr},         {"clip_sample", false}};
 
-torch::Tensor sd_sample() { return torch::sin(torch::arange(1 * 3 * 8 * 8, torch::kFloat32) * 0.37 + 0.1).reshape({1, 3, 8, 8}); }
+torch::Tensor sd_sample() {
+  return torch::sin(torch::arange(1 * 3 * 8 * 8, torch::kFloat32) * 0.37 + 0.1).reshape({1, 3, 8, 8});
+}
 
 }  // namespace
 
@@ -344,7 +357,8 @@ TEST(SchedulerKeys, BetaSchedulesAndZeroSnr) {
   auto alpha_bar = [](double t) { return std::pow(std::cos((t + 0.008) / 1.008 * M_PI / 2), 2.0); };
   EXPECT_EQ(cos.betas[0].item<float>(), static_cast<float>(1 - alpha_bar(0.001) / alpha_bar(0.0)));
   EXPECT_EQ(cos.betas[999].item<float>(), 0.999f);  // max_beta
-  const NoiseTables trained = NoiseTables::make(keys({{"num_train_timesteps", 3}, {"trained_betas", {0.1, 0.2, 0.3}},
+  const NoiseTables trained = NoiseTables::make(keys({{"num_train_timesteps", 3},
+                                                      {"trained_betas", {0.1, 0.2, 0.3}},
                                                       {"beta_schedule", "not read when trained_betas is given"}}));
   EXPECT_TRUE(torch::equal(trained.betas, torch::tensor({0.1f, 0.2f, 0.3f})));
   DDIMScheduler z(diffusers_config(kDdimBase, {{"rescale_betas_zero_snr", true}}));
@@ -413,7 +427,7 @@ TEST(SchedulerKeys, DpmTimestepOptions) {
 }
 
 TEST(SchedulerKeys, DpmVarianceTypeAndSdeNoise) {
-  const torch::Tensor sample = sd_sample();                                    // [1, 3, 8, 8]
+  const torch::Tensor sample = sd_sample();                                            // [1, 3, 8, 8]
   const torch::Tensor out6 = torch::cat({0.5 * sample, torch::ones_like(sample)}, 1);  // [1, 6, 8, 8]
   DPMSolverMultistepScheduler learned(diffusers_config(kDpmBase, {{"variance_type", "learned_range"}}));
   DPMSolverMultistepScheduler plain(diffusers_config(kDpmBase, {}));
@@ -460,7 +474,11 @@ TEST(SchedulerKeys, RefusedValuesNameKeyAndValue) {
                "ddim scheduler: dynamic_thresholding_ratio 1.5 is not supported (a quantile in [0, 1])");
   expect_error(make("pndm", {{"beta_schedule", "sigmoid"}}), ErrorCode::kUnsupported,
                "scheduler config: beta_schedule 'sigmoid' is not supported (linear, scaled_linear, squaredcos_cap_v2)");
-  expect_error([] { keys({{"use_karras_sigmas", 1}}); }, ErrorCode::kFormat,
-               "scheduler config: key 'use_karras_sigmas' has the wrong type: [json.exception.type_error.302] type "
-               "must be boolean, but is number");
+  expect_error(
+      [] {
+        keys({{"use_karras_sigmas", 1}});
+      },
+      ErrorCode::kFormat,
+      "scheduler config: key 'use_karras_sigmas' has the wrong type: [json.exception.type_error.302] type "
+      "must be boolean, but is number");
 }

@@ -48,8 +48,8 @@ void DDIMScheduler::set_timesteps(int64_t n_steps) {
     const double ratio = T / static_cast<double>(n_steps);
     const auto len = static_cast<int64_t>(std::ceil((0 - T) / -ratio));
     GILL_CHECK(len == n_steps, ErrorCode::kUnsupported, "ddim scheduler: timestep_spacing 'trailing' with ", n_steps,
-               " steps and num_train_timesteps ", n_train_, " is not supported (diffusers 0.17.1's arange makes ",
-               len, " timesteps, the last one -1)");
+               " steps and num_train_timesteps ", n_train_, " is not supported (diffusers 0.17.1's arange makes ", len,
+               " timesteps, the last one -1)");
     const double delta = (T + -ratio) - T;
     for (int64_t k = 0; k < n_steps; ++k) {
       const double v = k == 0 ? T : k == 1 ? T + -ratio : T + static_cast<double>(k) * delta;

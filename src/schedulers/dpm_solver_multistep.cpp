@@ -43,7 +43,8 @@ DPMSolverMultistepScheduler::DPMSolverMultistepScheduler(DPMSolverMultistepSched
   sde_ = cfg_.algorithm_type.rfind("sde-", 0) == 0;
   // 0.17.1's third-order update has no SDE form (it fails with an unbound result).
   GILL_CHECK(!(sde_ && cfg_.solver_order == 3), ErrorCode::kUnsupported, name(), " scheduler: solver_order 3 with ",
-             "algorithm_type '", cfg_.algorithm_type, "' is not supported (diffusers 0.17.1 has no third-order SDE step)");
+             "algorithm_type '", cfg_.algorithm_type,
+             "' is not supported (diffusers 0.17.1 has no third-order SDE step)");
   if (cfg_.thresholding)
     GILL_CHECK(cfg_.dynamic_thresholding_ratio >= 0 && cfg_.dynamic_thresholding_ratio <= 1, ErrorCode::kUnsupported,
                name(), " scheduler: dynamic_thresholding_ratio ", cfg_.dynamic_thresholding_ratio,
@@ -86,7 +87,8 @@ void DPMSolverMultistepScheduler::set_timesteps(int64_t n_steps) {
 
 torch::Tensor DPMSolverMultistepScheduler::convert_model_output(const torch::Tensor& model_output, int64_t t,
                                                                 const torch::Tensor& sample) const {
-  const bool learned = cfg_.variance_type && (*cfg_.variance_type == "learned" || *cfg_.variance_type == "learned_range");
+  const bool learned =
+      cfg_.variance_type && (*cfg_.variance_type == "learned" || *cfg_.variance_type == "learned_range");
   const torch::Tensor alpha_t = alpha_t_[t], sigma_t = sigma_t_[t];
   const std::string& pred = cfg_.prediction_type;
   if (plus_plus_) {
@@ -161,9 +163,8 @@ torch::Tensor DPMSolverMultistepScheduler::second_order(int64_t s1, int64_t s0, 
   if (a == "sde-dpmsolver++") {
     const torch::Tensor base =
         (sigma_t / sigma_s0 * torch::exp(-h)) * sample + (alpha_t * (1 - torch::exp(-2.0 * h))) * D0;
-    const torch::Tensor with_d1 =
-        midpoint ? base + 0.5 * (alpha_t * (1 - torch::exp(-2.0 * h))) * D1
-                 : base + (alpha_t * ((1.0 - torch::exp(-2.0 * h)) / (-2.0 * h) + 1.0)) * D1;
+    const torch::Tensor with_d1 = midpoint ? base + 0.5 * (alpha_t * (1 - torch::exp(-2.0 * h))) * D1
+                                           : base + (alpha_t * ((1.0 - torch::exp(-2.0 * h)) / (-2.0 * h) + 1.0)) * D1;
     return with_d1 + sigma_t * torch::sqrt(1.0 - torch::exp(-2 * h)) * noise;
   }
   // sde-dpmsolver
@@ -214,8 +215,8 @@ torch::Tensor DPMSolverMultistepScheduler::step(const torch::Tensor& model_outpu
 
   torch::Tensor noise;
   if (sde_) {
-    GILL_CHECK(gen != nullptr, ErrorCode::kInvalidArgument, name(), " scheduler: algorithm_type '",
-               cfg_.algorithm_type, "' draws noise at every step and needs a generator");
+    GILL_CHECK(gen != nullptr, ErrorCode::kInvalidArgument, name(), " scheduler: algorithm_type '", cfg_.algorithm_type,
+               "' draws noise at every step and needs a generator");
     noise = torch::randn(m0.sizes(), *gen, m0.options().device(torch::kCPU)).to(m0.device());
   }
   const int64_t order = cfg_.solver_order;

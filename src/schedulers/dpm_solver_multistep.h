@@ -10,16 +10,17 @@ namespace gill::schedulers {
 
 // Ref: diffusers v0.17.1 DPMSolverMultistepScheduler.__init__: the keys it reads and their defaults.
 struct DPMSolverMultistepSchedulerConfig : BetaScheduleConfig {
-  int64_t solver_order = 2;                    // 1 | 2 | 3
+  int64_t solver_order = 2;  // 1 | 2 | 3
   bool thresholding = false;
   double dynamic_thresholding_ratio = 0.995;
   double sample_max_value = 1.0;
-  std::string algorithm_type = "dpmsolver++";  // dpmsolver | dpmsolver++ | sde-dpmsolver | sde-dpmsolver++ (deis -> dpmsolver++)
-  std::string solver_type = "midpoint";        // midpoint | heun (logrho, bh1, bh2 -> midpoint)
+  std::string algorithm_type =
+      "dpmsolver++";  // dpmsolver | dpmsolver++ | sde-dpmsolver | sde-dpmsolver++ (deis -> dpmsolver++)
+  std::string solver_type = "midpoint";  // midpoint | heun (logrho, bh1, bh2 -> midpoint)
   bool lower_order_final = true;
   bool use_karras_sigmas = false;
   double lambda_min_clipped = -std::numeric_limits<double>::infinity();
-  std::optional<std::string> variance_type;    // null | learned | learned_range (others act as null)
+  std::optional<std::string> variance_type;  // null | learned | learned_range (others act as null)
   static DPMSolverMultistepSchedulerConfig from(const SchedulerConfig& c);
 };
 

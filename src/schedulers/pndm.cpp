@@ -70,8 +70,7 @@ torch::Tensor PNDMScheduler::step(const torch::Tensor& model_output, int64_t i, 
   return step_plms(model_output, t, sample);
 }
 
-torch::Tensor PNDMScheduler::step_prk(const torch::Tensor& model_output_in, int64_t t_in,
-                                      const torch::Tensor& sample) {
+torch::Tensor PNDMScheduler::step_prk(const torch::Tensor& model_output_in, int64_t t_in, const torch::Tensor& sample) {
   const int64_t diff_to_prev = counter_ % 2 ? 0 : n_train_ / n_steps_ / 2;
   const int64_t t_prev = t_in - diff_to_prev;
   const int64_t t = timesteps_[counter_ / 4 * 4].item<int64_t>();

@@ -28,8 +28,7 @@ class PNDMScheduler : public Scheduler {
  private:
   torch::Tensor step_prk(const torch::Tensor& model_output, int64_t t_in, const torch::Tensor& sample);
   torch::Tensor step_plms(const torch::Tensor& model_output, int64_t t_in, const torch::Tensor& sample);
-  torch::Tensor prev_sample(const torch::Tensor& sample, int64_t t, int64_t t_prev,
-                            torch::Tensor model_output) const;
+  torch::Tensor prev_sample(const torch::Tensor& sample, int64_t t, int64_t t_prev, torch::Tensor model_output) const;
   PNDMSchedulerConfig cfg_;
   torch::Tensor final_alpha_cumprod_;  // 0-dim float32
   int64_t n_steps_ = 0;

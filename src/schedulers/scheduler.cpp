@@ -5,7 +5,13 @@
 #include "schedulers/scheduler.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <type_traits>
 
 #include "io/atomic_file.h"
 #include "schedulers/ddim.h"
@@ -14,12 +20,6 @@
 #include "schedulers/pndm.h"
 #include "util/error.h"
 #include "util/json.h"
-
-#include <algorithm>
-#include <cmath>
-#include <limits>
-#include <string>
-#include <type_traits>
 
 namespace gill::schedulers {
 
@@ -265,7 +265,9 @@ std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const Schedul
   detail::fail(ErrorCode::kInvalidArgument, str_cat("unknown scheduler '", name, "' (expected one of: ", list, ")"));
 }
 
-at::Generator make_cpu_generator(uint64_t seed) { return at::detail::createCPUGenerator(seed); }
+at::Generator make_cpu_generator(uint64_t seed) {
+  return at::detail::createCPUGenerator(seed);
+}
 
 torch::Tensor seeded_latents(uint64_t seed, at::IntArrayRef shape) {
   at::Generator gen = make_cpu_generator(seed);
@@ -284,8 +286,8 @@ void check_one_of(const std::string& who, const char* key, const std::string& va
   if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
   std::string list;
   for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-  detail::fail(ErrorCode::kUnsupported, str_cat(who, " scheduler: ", key, " '", value, "' is not supported (", list,
-                                                ")"));
+  detail::fail(ErrorCode::kUnsupported,
+               str_cat(who, " scheduler: ", key, " '", value, "' is not supported (", list, ")"));
 }
 
 torch::Tensor threshold_sample(const torch::Tensor& sample_in, double ratio, double max_value) {
@@ -296,8 +298,8 @@ torch::Tensor threshold_sample(const torch::Tensor& sample_in, double ratio, dou
   // upcast for the quantile (and clamp, not implemented for CPU half), as upstream
   if (dtype != torch::kFloat32 && dtype != torch::kFloat64) sample = sample.to(torch::kFloat32);
   const int64_t B = sample.size(0), C = sample.size(1), H = sample.size(2), W = sample.size(3);
-  sample = sample.reshape({B, C * H * W});  // [B, CHW]
-  torch::Tensor s = torch::quantile(sample.abs(), ratio, 1);  // [B]
+  sample = sample.reshape({B, C * H * W});                                   // [B, CHW]
+  torch::Tensor s = torch::quantile(sample.abs(), ratio, 1);                 // [B]
   s = torch::clamp(s, c10::Scalar(1), c10::Scalar(max_value)).unsqueeze(1);  // [B, 1]
   sample = torch::clamp(sample, -s, s) / s;
   return sample.reshape({B, C, H, W}).to(dtype);  // [B, C, H, W]

@@ -17,11 +17,10 @@
 
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace gill::schedulers {
 
@@ -73,9 +72,9 @@ struct BetaScheduleConfig {
   int64_t num_train_timesteps = 1000;
   double beta_start = 0.0001;
   double beta_end = 0.02;
-  std::string beta_schedule = "linear";      // linear | scaled_linear | squaredcos_cap_v2
+  std::string beta_schedule = "linear";              // linear | scaled_linear | squaredcos_cap_v2
   std::optional<std::vector<double>> trained_betas;  // overrides beta_schedule
-  std::string prediction_type = "epsilon";   // each class checks its own list
+  std::string prediction_type = "epsilon";           // each class checks its own list
   // Takes the keys present in c.
   void read(const SchedulerConfig& c);
 };
