@@ -210,8 +210,11 @@ TEST(Schedulers, BadInputs) {
               s->step(torch::zeros({1}), 5, torch::zeros({1}));
             }),
             "euler scheduler: step index 5 out of range [0, 5)");
-  EXPECT_EQ(msg([] { SchedulerConfig::from_json(nlohmann::json::parse(R"({"prediction_type": "v_prediction"})")); }),
-            "scheduler config: prediction_type 'v_prediction' is not supported (only 'epsilon', what SD v1.x uses)");
+  // v_prediction is honoured by all four (unit_schedulers_diffusers); a value a class does not know is refused.
+  EXPECT_EQ(msg([] {
+              make_scheduler("pndm", SchedulerConfig::from_json(nlohmann::json::parse(R"({"prediction_type": "sample"})")));
+            }),
+            "pndm scheduler: prediction_type 'sample' is not supported (epsilon, v_prediction)");
   // Integers written as floats: integral ones are accepted (Python json writes 1.0 for a float), others are
   // errors; 1e118 used to be cast to int64 (undefined behaviour, found by fuzz_config).
   EXPECT_EQ(SchedulerConfig::from_json(nlohmann::json::parse(R"({"steps_offset": 1.0})")).steps_offset, 1);
