@@ -138,6 +138,17 @@ TEST(ClipVision, Bf16WithinDocumentedBound) {
   EXPECT_LT(rel_error(native.pooled.to(torch::kFloat32), out.pooled.to(torch::kFloat32)), 2e-2);
 }
 
+// The bf16 compute policy: libtorch/oneDNN bf16 GEMMs (no fp32 upcast), the same bound as the fp32-GEMM path.
+TEST(ClipVision, Bf16ComputePolicyWithinDocumentedBound) {
+  auto o = opts(torch::kBFloat16);
+  o.compute.bf16 = true;
+  auto model = models::load_clip_vision(fixture() / "clip-vit-tiny", o);
+  EXPECT_FALSE(model->gemm_fp32());
+  const auto out = model->forward(clip_expected().get("pixel_values"), true);
+  EXPECT_EQ(out.pooled.scalar_type(), torch::kBFloat16);
+  expect_matches_reference(out, 2e-2);
+}
+
 TEST(ClipVision, WrongInputShapeIsAnError) {
   auto model = models::load_clip_vision(fixture() / "clip-vit-tiny-vision", opts(torch::kFloat32));
   try {

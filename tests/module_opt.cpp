@@ -208,6 +208,30 @@ TEST(OPT, Bf16StorageWithinDocumentedBound) {
   EXPECT_LE(rel_error(out16.logits, exp.get("single.logits")), 1e-1);
 }
 
+// The bf16 compute policy: prefill through oneDNN's bf16 GEMM, cached decode steps through gill's GEMV kernels
+// (vdpbf16ps where the CPU has AVX512-BF16). Bound 1e-1 of max|logit| as libtorch's own bf16 path above; the decode
+// step's logits equal a full recomputation in bf16 to within bf16 rounding of the logits (2e-2).
+TEST(OPT, Bf16ComputePolicyPrefillAndDecode) {
+  models::ModuleOptions o{torch::kBFloat16, torch::kCPU};
+  o.compute.bf16 = true;
+  auto model = models::load_opt(opt_dir("opt-tiny"), o);
+  EXPECT_EQ(model->compute_dtype(), torch::kBFloat16);
+  auto& exp = opt_expected("opt.safetensors");
+  const auto ids = exp.get("single.input_ids");  // [1, T]
+  const int64_t T = ids.size(1);
+  ASSERT_GE(T, 3);
+  const auto full = model->forward_ids(ids).logits;  // [1, T, V] fp32
+  const double err = rel_error(full, exp.get("single.logits"));
+  std::cout << "OPT bf16 compute policy: logits rel error vs fp32 reference " << err << "\n";
+  EXPECT_LE(err, 1e-1);
+  // Prefill T-1 tokens, then one cached step (M = 1: the GEMV kernel) for the last token.
+  models::KVCache cache;
+  model->forward_ids(ids.narrow(1, 0, T - 1), &cache);
+  const auto step = model->forward_ids(ids.narrow(1, T - 1, 1), &cache).logits;  // [1, 1, V]
+  EXPECT_LE(rel_error(step.select(1, 0), full.select(1, T - 1)), 2e-2);
+  EXPECT_LE(rel_error(step.select(1, 0), exp.get("single.logits").select(1, T - 1)), 1e-1);
+}
+
 TEST(OPT, ResizeTokenEmbeddingsKeepsRowsAndTie) {
   auto model = load("opt-tiny");
   auto ids = opt_expected("opt.safetensors").get("single.input_ids");

@@ -58,6 +58,20 @@ TEST(SDTextEncoder, Bf16StorageStaysClose) {
   EXPECT_LT(test::rel_error(got, te_expected().get("last_hidden_state")), 3e-2);
 }
 
+// bf16 compute policy (see module_unet.cpp): bound 5e-2 of the fp32 reference's max magnitude.
+TEST(SDTextEncoder, Bf16ComputeWithinDocumentedBound) {
+  torch::InferenceMode guard;
+  models::ModuleOptions o;
+  o.dtype = torch::kBFloat16;
+  o.compute.bf16 = true;
+  auto te = models::load_clip_text(te_dir(), o);
+  auto got = te(te_expected().get("input_ids"));
+  EXPECT_EQ(got.scalar_type(), torch::kBFloat16);
+  const double err = test::rel_error(got.to(torch::kFloat32), te_expected().get("last_hidden_state"));
+  std::cout << "text encoder bf16 compute: rel error vs fp32 reference " << err << "\n";
+  EXPECT_LT(err, 5e-2);
+}
+
 TEST(SDTextEncoder, MissingKeyAndDisagreement) {
   auto dir = temp_dir("te_bad");
   io::SafetensorsFile src(te_dir() / "model.safetensors");

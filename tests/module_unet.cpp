@@ -110,6 +110,24 @@ TEST(UNet, Bf16StorageStaysClose) {
   EXPECT_LT(test::rel_error(got, unet_expected().get("t981_scalar.noise_pred")), 3e-2);
 }
 
+// The bf16 compute policy (util/compute_policy.h, forced on: it runs on every CPU, natively or emulated): weights
+// and activations bf16 end to end, GEMMs/convs accumulate in fp32 inside oneDNN, GroupNorm/softmax take bf16.
+// Bound (docs/performance.md, "Numerics"): 5e-2 of the fp32 reference's max magnitude.
+TEST(UNet, Bf16ComputeWithinDocumentedBound) {
+  torch::InferenceMode guard;
+  models::ModuleOptions o;
+  o.dtype = torch::kBFloat16;
+  o.compute.bf16 = true;
+  auto unet = models::load_unet(unet_dir(), o);
+  EXPECT_EQ(unet->compute_dtype(), torch::kBFloat16);
+  auto got = unet(unet_expected().get("sample"), unet_expected().get("t981_scalar.timestep"),
+                  unet_expected().get("encoder_hidden_states"));
+  EXPECT_EQ(got.scalar_type(), torch::kBFloat16);
+  const double err = test::rel_error(got.to(torch::kFloat32), unet_expected().get("t981_scalar.noise_pred"));
+  std::cout << "UNet bf16 compute: rel error vs fp32 reference " << err << "\n";
+  EXPECT_LT(err, 5e-2);
+}
+
 TEST(UNet, NonDivisibleLatentSizeUsesSkipSizes) {
   torch::InferenceMode guard;
   auto out = fp32_unet()(torch::randn({1, 4, 7, 9}), torch::tensor(10), torch::randn({1, 77, 32}));

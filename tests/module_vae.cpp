@@ -99,6 +99,20 @@ TEST(VAE, Bf16StorageStaysClose) {
   EXPECT_LT(test::rel_error(got, vae_expected().get("decode.sample")), 3e-2);
 }
 
+// bf16 compute policy (see module_unet.cpp): bound 5e-2 of the fp32 reference's max magnitude.
+TEST(VAE, Bf16ComputeWithinDocumentedBound) {
+  torch::InferenceMode guard;
+  models::ModuleOptions o;
+  o.dtype = torch::kBFloat16;
+  o.compute.bf16 = true;
+  auto vae = models::load_vae(vae_dir(), o);
+  auto got = vae->decode(vae_expected().get("decode.latents"));
+  EXPECT_EQ(got.scalar_type(), torch::kBFloat16);
+  const double err = test::rel_error(got.to(torch::kFloat32), vae_expected().get("decode.sample"));
+  std::cout << "VAE bf16 compute: rel error vs fp32 reference " << err << "\n";
+  EXPECT_LT(err, 5e-2);
+}
+
 TEST(VAE, MissingKey) {
   auto dir = renamed_copy("vae_missing", [](std::string n) {
     return n == "encoder.mid_block.attentions.0.to_k.bias" ? std::string() : n;
