@@ -94,3 +94,38 @@ TEST(GillBench, HelpListsNoBenchmarkAndGillBenchHasThemAll) {
 }
 
 }  // namespace
+
+namespace {
+
+// --compute reaches the policy each run decides (logged once per call) and an unknown value is refused by name.
+TEST_F(RunOptionsCli, ComputeFlagPicksThePolicy) {
+  for (const std::string mode : {"fp32", "bf16"}) {
+    auto r = run_cli({"run", "--lm", (root() / "facebook" / "opt-tiny").string(), "--dtype", "bf16", "--compute", mode,
+                      "--ids", "2,40,41", "-n", "2", "--no-eos-stop"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("compute " + mode + " (asked " + mode), std::string::npos) << r.err;
+  }
+  auto bad = run_cli({"run", "--lm", (root() / "facebook" / "opt-tiny").string(), "--compute", "fp16", "--ids", "2",
+                      "-n", "1"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("--compute"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("fp16"), std::string::npos) << bad.err;
+}
+
+TEST(InfoCli, ReportsTheProbeAndThePolicy) {
+  auto r = run_cli({"info", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_TRUE(j["cpu_features"].is_array());
+  EXPECT_FALSE(j["cpu"].get<std::string>().empty());
+  const bool native = j["native_bf16"].get<bool>();
+  const std::string policy = j["compute_auto"].get<std::string>();
+  EXPECT_EQ(policy.rfind(native ? "compute bf16" : "compute fp32", 0), 0u) << policy;
+  EXPECT_EQ(j["devices"], json::array({"cpu"}));
+  // The text form names the same CPU.
+  auto t = run_cli({"info"});
+  ASSERT_EQ(t.exit_code, 0);
+  EXPECT_NE(t.out.find(j["cpu"].get<std::string>()), std::string::npos);
+}
+
+}  // namespace
