@@ -409,7 +409,7 @@ TEST_F(Serve, BadRequestsAreAnsweredAndTheServerKeepsServing) {
 TEST_F(Serve, QueueLimitAndShutdownCancelTheRunningRequest) {
   ServeProcess s(root(), {"--max-queue", "0"});
   ASSERT_TRUE(s.wait_for("ready")) << s.output();
-  const json long_req = {{"prompt", "slow"}, {"steps", 1000}, {"scheduler", "ddim"}};
+  const json long_req = {{"prompt", "slow"}, {"steps", 1000}, {"scheduler", "euler"}};
   auto first = std::async(std::launch::async, [&] { return post(s, "/v1/images/generations", long_req.dump()); });
   ASSERT_TRUE(s.wait_for("busy", std::chrono::seconds(60))) << "the first request never ran: " << s.output();
   auto r = s.client().Post("/v1/images/generations", R"({"prompt": "second", "steps": 1})", "application/json");

@@ -1,8 +1,10 @@
 // gill serve -m ROOT — an HTTP server with an OpenAI-style API (docs/serve.md): GET /health, GET /v1/models,
 // POST /v1/chat/completions, POST /v1/images/generations. One model is loaded once; one request runs at a time.
 // SIGINT/SIGTERM cancel the running request (answered 503) and exit 0.
-#include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <iostream>
 #include <thread>
@@ -19,27 +21,49 @@ struct ServeArgs {
   serve::ServeOptions serve;
 };
 
+// The write end of the self-pipe that SIGINT/SIGTERM write to: the one global, since a signal handler can reach
+// nothing else (other threads, such as OpenBLAS's workers made before main, may be the ones the signal lands on,
+// so sigwait with a blocked mask is not enough).
+int g_serve_signal_fd = -1;
+
+void serve_on_signal(int) {
+  const char byte = 's';
+  const ssize_t n = ::write(g_serve_signal_fd, &byte, 1);  // async-signal-safe
+  (void)n;
+}
+
 int run_serve(ServeArgs& a, const Context& ctx) {
   serve::ServeOptions o = a.serve;
   o.engine.threads = ctx.threads;
-  // SIGINT/SIGTERM are taken by a thread of our own (sigwait), so shutdown runs in a normal thread context; the
-  // mask is set before any other thread exists, so every thread inherits it.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  require(pthread_sigmask(SIG_BLOCK, &signals, nullptr) == 0, ErrorCode::kInternal, "cannot block SIGINT/SIGTERM");
   serve::Server server(o);
+  int fds[2];
+  require(::pipe(fds) == 0, ErrorCode::kIo, "gill serve: cannot create the signal pipe");
+  g_serve_signal_fd = fds[1];
+  struct sigaction sa {};
+  sa.sa_handler = serve_on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
   std::cout << "gill serve: listening on http://" << o.host << ":" << server.port() << " (loading the model)"
             << std::endl;
-  std::thread waiter([&server, &signals] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+  // A byte on the pipe (a signal, or stop_waiter below) stops the server; shutdown() is harmless when stopped.
+  std::thread waiter([&server, fd = fds[0]] {
+    char byte = 0;
+    while (::read(fd, &byte, 1) < 0 && errno == EINTR) {
+    }
     server.shutdown();
   });
   auto stop_waiter = [&] {
-    pthread_kill(waiter.native_handle(), SIGTERM);  // wakes sigwait when no signal came (harmless otherwise)
+    const char byte = 'q';
+    const ssize_t n = ::write(fds[1], &byte, 1);
+    (void)n;
     waiter.join();
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
+    g_serve_signal_fd = -1;
+    ::close(fds[0]);
+    ::close(fds[1]);
   };
   try {
     server.run([&] { std::cout << "gill serve: ready" << std::endl; });
