@@ -363,7 +363,9 @@ TEST_F(Serve, BadRequestsAreAnsweredAndTheServerKeepsServing) {
       {"/v1/chat/completions", "{" + msgs + ", \"max_tokens\": 0}", 400, "invalid_value", "max_tokens = 0"},
       {"/v1/chat/completions", "{" + msgs + ", \"steps\": 2.5}", 400, "invalid_value", "steps = 2.5"},
       {"/v1/chat/completions", "{" + msgs + ", \"scheduler\": \"bogus\"}", 400, "invalid_value", "scheduler"},
-      {"/v1/chat/completions", "{" + msgs + ", \"stream\": true}", 400, "unsupported", "stream = true"},
+      {"/v1/chat/completions", "{" + msgs + ", \"stream\": 1}", 400, "invalid_type",
+       "stream: expected a boolean, got a number"},
+      {"/v1/images/generations", R"({"prompt": "x", "stream": true})", 400, "unsupported", "stream = true"},
       {"/v1/chat/completions", "{" + msgs + ", \"n\": 2}", 400, "unsupported", "n = 2"},
       {"/v1/chat/completions", "{" + msgs + ", \"model\": \"gpt-4\"}", 404, "model_not_found", "\"gpt-4\""},
       {"/v1/chat/completions", image_part("http://example.com/a.png"), 400, "unsupported",
@@ -401,6 +403,73 @@ TEST_F(Serve, BadRequestsAreAnsweredAndTheServerKeepsServing) {
   auto [ok, okj] = post(s, chat, "{" + msgs + ", \"max_tokens\": 2}");
   EXPECT_EQ(ok, 200) << okj.dump();
   EXPECT_TRUE(okj["choices"][0]["message"]["content"].is_string());
+  EXPECT_EQ(s.terminate(), 0) << s.output();
+}
+
+// stream: true gives Server-Sent Events: the role chunk, the text pieces (together the non-streamed content),
+// denoising progress events, one chunk per image block, the last chunk with finish_reason and usage, [DONE].
+TEST_F(Serve, StreamedChatSendsTextDeltasProgressImageBlocksAndDone) {
+  ServeProcess s(root(), {});
+  ASSERT_TRUE(s.wait_for("ready")) << s.output();
+  const std::string png = io::read_file(image_path());
+  json req = forced_chat(data_url(png));
+  auto [st_plain, plain] = post(s, "/v1/chat/completions", req.dump());
+  ASSERT_EQ(st_plain, 200) << plain.dump();
+  req["stream"] = true;
+  auto r = s.client().Post("/v1/chat/completions", req.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/event-stream");
+  // Split into events: "event: NAME\n"? "data: ...\n\n".
+  std::vector<std::pair<std::string, std::string>> events;
+  size_t at = 0;
+  while (at < r->body.size()) {
+    const size_t end = r->body.find("\n\n", at);
+    ASSERT_NE(end, std::string::npos) << "unterminated event at " << at;
+    std::string ev = r->body.substr(at, end - at), name;
+    if (ev.rfind("event: ", 0) == 0) {
+      const size_t nl = ev.find('\n');
+      name = ev.substr(7, nl - 7);
+      ev = ev.substr(nl + 1);
+    }
+    ASSERT_EQ(ev.rfind("data: ", 0), 0u) << ev;
+    events.emplace_back(name, ev.substr(6));
+    at = end + 2;
+  }
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events.back().second, "[DONE]");
+  const json first = json::parse(events.front().second);
+  EXPECT_EQ(first["object"], "chat.completion.chunk");
+  EXPECT_EQ(first["choices"][0]["delta"]["role"], "assistant");
+  std::string text;
+  int progress = 0, blocks = 0, text_chunks = 0;
+  json last;
+  for (size_t k = 1; k + 1 < events.size(); ++k) {
+    const json j = json::parse(events[k].second);
+    if (events[k].first == "progress") {
+      EXPECT_EQ(blocks, 0) << "progress comes before the image blocks";
+      if (j["stage"] == "denoise") ++progress;
+      continue;
+    }
+    ASSERT_EQ(events[k].first, "") << events[k].second;
+    const json& d = j["choices"][0]["delta"];
+    if (d.contains("content")) {
+      EXPECT_EQ(blocks, 0) << "text comes before the image blocks";
+      text += d["content"].get<std::string>();
+      ++text_chunks;
+    } else if (d.contains("image_block")) {
+      EXPECT_EQ(d["image_block"], plain["choices"][0]["message"]["image_blocks"][blocks]);
+      ++blocks;
+    } else {
+      last = j;
+    }
+  }
+  EXPECT_EQ(text, plain["choices"][0]["message"]["content"]);
+  EXPECT_GT(text_chunks, 1);
+  EXPECT_GE(progress, 2) << "steps = 2: one progress event per denoising step at least";
+  EXPECT_EQ(blocks, 1);
+  EXPECT_EQ(last["choices"][0]["finish_reason"], plain["choices"][0]["finish_reason"]);
+  EXPECT_EQ(last["usage"], plain["usage"]);
   EXPECT_EQ(s.terminate(), 0) << s.output();
 }
 

@@ -171,12 +171,6 @@ bool common_field(const std::string& key, const json& v) {
       bad_request("unsupported", cat("n = ", v.dump(), ": gill serve answers one choice per request (n = 1)"));
     return true;
   }
-  if (key == "stream") {
-    if (want_bool(v, key))
-      bad_request("unsupported", "stream = true: streaming (Server-Sent Events) is not implemented yet by gill "
-                                 "serve; omit stream or send false");
-    return true;
-  }
   return false;
 }
 
@@ -254,6 +248,10 @@ ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& d
   r.options.is_cancelled = nullptr;
   r.options.dump_tensors.clear();
   for (const auto& [k, v] : j.items()) {
+    if (k == "stream") {
+      r.stream = want_bool(v, k);
+      continue;
+    }
     if (k == "messages" || common_field(k, v) || set_gen_field(r.options, k, v)) continue;
     unknown_field(k, chat_fields_list());
   }
@@ -302,10 +300,16 @@ ImageRequest parse_image_request(const std::string& body, const GenerateOptions&
   r.options.on_token = nullptr;
   r.options.is_cancelled = nullptr;
   r.options.dump_tensors.clear();
-  std::string accepted = "model, prompt, n, response_format";
+  std::string accepted = "model, prompt, n, stream (false), response_format";
   for (const auto& f : kServeImageGenFields) accepted += ", " + f;
   for (const auto& [k, v] : j.items()) {
-    if (k == "prompt" || (k != "stream" && common_field(k, v))) continue;
+    if (k == "prompt" || common_field(k, v)) continue;
+    if (k == "stream") {
+      if (want_bool(v, k))
+        bad_request("unsupported", "stream = true: /v1/images/generations answers with the whole image; omit "
+                                   "stream or send false");
+      continue;
+    }
     if (k == "response_format") {
       const std::string f = want_string(v, k);
       if (f != "b64_json")
@@ -327,27 +331,53 @@ ImageRequest parse_image_request(const std::string& body, const GenerateOptions&
   return r;
 }
 
+nlohmann::json block_json(const ImageBlock& b, const PngEncoder& png) {
+  json ret = json::array();
+  for (const RetrievedImage& h : b.retrieved) ret.push_back({{"path", h.path}, {"score", h.score}, {"index", h.index}});
+  json gen = nullptr;
+  if (b.generated)
+    gen = {{"url", "data:image/png;base64," + base64_encode(png(*b.generated))},
+           {"width", b.generated->width},
+           {"height", b.generated->height},
+           {"seed", b.seed},
+           {"rank_score", b.gen_rank_score}};
+  return {{"caption", b.caption},
+          {"decision", b.decision},
+          {"probabilities", {{"gen", b.p_gen}, {"ret", b.p_ret}}},
+          {"retrieved", ret},
+          {"generated", gen}};
+}
+
+const char* finish_reason(const Result& r, const GenerateOptions& o) {
+  return static_cast<int64_t>(r.token_ids.size()) >= o.num_words ? "length" : "stop";
+}
+
+nlohmann::json chat_chunk(const std::string& id, int64_t created, const nlohmann::json& delta,
+                          const nlohmann::json& finish) {
+  return {{"id", id},
+          {"object", "chat.completion.chunk"},
+          {"created", created},
+          {"model", kModelId},
+          {"choices", json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}})}};
+}
+
+nlohmann::json usage_json(const Result& r) {
+  const auto& t = r.timings;
+  return {{"prompt_tokens", t.prompt_tokens},
+          {"completion_tokens", t.new_tokens},
+          {"total_tokens", t.prompt_tokens + t.new_tokens}};
+}
+
+nlohmann::json timings_json(const Result& r) {
+  const auto& t = r.timings;
+  return {{"prompt_s", t.prompt_s},     {"decode_s", t.decode_s}, {"retrieval_s", t.retrieval_s},
+          {"generation_s", t.generation_s}, {"total_s", t.total_s}, {"threads", t.threads}};
+}
+
 nlohmann::json chat_response(const Result& r, const GenerateOptions& o, const std::string& id, int64_t created,
                              const PngEncoder& png) {
   json blocks = json::array();
-  for (const ImageBlock& b : r.images) {
-    json ret = json::array();
-    for (const RetrievedImage& h : b.retrieved) ret.push_back({{"path", h.path}, {"score", h.score}, {"index", h.index}});
-    json gen = nullptr;
-    if (b.generated)
-      gen = {{"url", "data:image/png;base64," + base64_encode(png(*b.generated))},
-             {"width", b.generated->width},
-             {"height", b.generated->height},
-             {"seed", b.seed},
-             {"rank_score", b.gen_rank_score}};
-    blocks.push_back({{"caption", b.caption},
-                      {"decision", b.decision},
-                      {"probabilities", {{"gen", b.p_gen}, {"ret", b.p_ret}}},
-                      {"retrieved", ret},
-                      {"generated", gen}});
-  }
-  const auto& t = r.timings;
-  const bool at_limit = static_cast<int64_t>(r.token_ids.size()) >= o.num_words;
+  for (const ImageBlock& b : r.images) blocks.push_back(block_json(b, png));
   return {{"id", id},
           {"object", "chat.completion"},
           {"created", created},
@@ -359,18 +389,9 @@ nlohmann::json chat_response(const Result& r, const GenerateOptions& o, const st
                            {"content", r.text},
                            {"image_blocks", blocks},
                            {"trailing_text", r.trailing_text}}},
-                         {"finish_reason", at_limit ? "length" : "stop"}}})},
-          {"usage",
-           {{"prompt_tokens", t.prompt_tokens},
-            {"completion_tokens", t.new_tokens},
-            {"total_tokens", t.prompt_tokens + t.new_tokens}}},
-          {"timings",
-           {{"prompt_s", t.prompt_s},
-            {"decode_s", t.decode_s},
-            {"retrieval_s", t.retrieval_s},
-            {"generation_s", t.generation_s},
-            {"total_s", t.total_s},
-            {"threads", t.threads}}}};
+                         {"finish_reason", finish_reason(r, o)}}})},
+          {"usage", usage_json(r)},
+          {"timings", timings_json(r)}};
 }
 
 nlohmann::json image_response(const std::string& png, int64_t created, uint64_t seed) {

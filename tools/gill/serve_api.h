@@ -32,6 +32,7 @@ using ImageDecoder = std::function<Image(const std::string& bytes, const std::st
 struct ChatRequest {
   Prompt prompt;
   GenerateOptions options;
+  bool stream = false;  // answer with Server-Sent Events (chat_chunk ... "data: [DONE]")
 };
 // POST /v1/chat/completions. `defaults` are the server's GenerateOptions (its command-line flags).
 ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& defaults,
@@ -50,6 +51,17 @@ using PngEncoder = std::function<std::string(const Image&)>;
 // retrieved items, generated PNG as a data URL) in message.image_blocks, usage and timings.
 nlohmann::json chat_response(const Result& r, const GenerateOptions& o, const std::string& id, int64_t created,
                              const PngEncoder& png);
+// One image block: caption, decision, probabilities, retrieved items, generated PNG as a data URL (or null).
+nlohmann::json block_json(const ImageBlock& b, const PngEncoder& png);
+// A chat.completion.chunk of a stream: `delta` ({"role"}, {"content"}, {"image_block"} or {}), finish_reason
+// (null until the last chunk).
+nlohmann::json chat_chunk(const std::string& id, int64_t created, const nlohmann::json& delta,
+                          const nlohmann::json& finish_reason = nullptr);
+// {"prompt_tokens", "completion_tokens", "total_tokens"} and the turn's timings.
+nlohmann::json usage_json(const Result& r);
+nlohmann::json timings_json(const Result& r);
+// "length" when the turn generated max_tokens tokens, else "stop".
+const char* finish_reason(const Result& r, const GenerateOptions& o);
 // The images.generations body: data[0].b64_json.
 nlohmann::json image_response(const std::string& png, int64_t created, uint64_t seed);
 nlohmann::json models_response();

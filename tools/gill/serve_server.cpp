@@ -138,6 +138,63 @@ GenerateOptions with_cancel(Server::State& st, GenerateOptions o) {
 
 int64_t now_s() { return static_cast<int64_t>(std::time(nullptr)); }
 
+// stream: true. The queue slot is taken before the answer starts (so a full queue is still a 503); the turn runs
+// inside the content provider: a chunk per text piece, an `event: progress` per denoising step, a chunk per image
+// block, the last chunk (finish_reason, usage, timings), then "data: [DONE]". A client that goes away makes a
+// write fail, which cancels the turn (the token and cancel callbacks) and frees the slot.
+void serve_chat_stream(Server::State& st, ChatRequest r, httplib::Response& res) {
+  auto slot = std::make_shared<QueueSlot>(st);
+  auto req = std::make_shared<ChatRequest>(std::move(r));
+  const std::string id = cat("chatcmpl-", ++st.counter);
+  const int64_t created = now_s();
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider("text/event-stream", [&st, slot, req, id, created](size_t, httplib::DataSink& sink) {
+    bool gone = false;
+    auto send = [&](const char* event, const json& j) {
+      if (gone) return false;
+      std::string text = event ? cat("event: ", event, "\n") : "";
+      text += "data: " + j.dump() + "\n\n";
+      gone = !sink.write(text.data(), text.size());
+      return !gone;
+    };
+    try {
+      with_model(st, [&] {
+        GenerateOptions o = req->options;
+        o.is_cancelled = [&] { return gone || st.stopping.load(); };
+        o.on_token = [&](const std::string& piece) { return send(nullptr, chat_chunk(id, created, {{"content", piece}})); };
+        o.on_progress = [&](const std::string& stage, int64_t done, int64_t total) {
+          if (stage != "tokens") send("progress", {{"stage", stage}, {"done", done}, {"total", total}});
+        };
+        send(nullptr, chat_chunk(id, created, {{"role", "assistant"}, {"content", ""}}));
+        const Result out = st.engine->generate(req->prompt, o);
+        for (const ImageBlock& b : out.images)
+          send(nullptr, chat_chunk(id, created, {{"image_block", block_json(b, [&st](const Image& im) {
+                                                      return st.encode_png(im);
+                                                    })}}));
+        json last = chat_chunk(id, created, json::object(), finish_reason(out, req->options));
+        last["usage"] = usage_json(out);
+        last["timings"] = timings_json(out);
+        send(nullptr, last);
+      });
+    } catch (const ApiError& e) {
+      send(nullptr, e.body());
+    } catch (const Error& e) {
+      ApiError a = api_error_for(e);
+      if (e.code() == ErrorCode::kCancelled && st.stopping) a = {503, "server_error", "shutting_down", e.what()};
+      if (e.code() == ErrorCode::kCancelled && gone) spdlog::info("{}: the client went away; turn cancelled", id);
+      send(nullptr, a.body());
+    } catch (const std::exception& e) {
+      send(nullptr, ApiError{500, "server_error", "internal_error", e.what()}.body());
+    }
+    if (!gone) {
+      const std::string done = "data: [DONE]\n\n";
+      sink.write(done.data(), done.size());
+    }
+    sink.done();
+    return true;
+  });
+}
+
 void add_routes(Server::State& st) {
   auto& http = st.http;
   http.Get("/health", [&st](const httplib::Request&, httplib::Response& res) {
@@ -159,6 +216,7 @@ void add_routes(Server::State& st) {
       ChatRequest r = parse_chat_request(req.body, st.options.defaults, [&st](const std::string& b, const std::string& w) {
         return st.decode_image(b, w);
       });
+      if (r.stream) return serve_chat_stream(st, std::move(r), res);
       QueueSlot slot(st);
       with_model(st, [&] {
         const Result out = st.engine->generate(r.prompt, with_cancel(st, r.options));
