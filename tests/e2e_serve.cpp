@@ -62,7 +62,8 @@ std::string serve_b64_decode(const std::string& in) {
   return out;
 }
 
-// A `gill serve` process: started with extra args, its port read from stdout, stopped with SIGTERM.
+// A `gill serve` process: started with extra args, its port read from stdout (stderr's log lines share the pipe),
+// stopped with SIGTERM.
 class ServeProcess {
  public:
   ServeProcess(const fs::path& root, const std::vector<std::string>& extra) {
@@ -76,6 +77,7 @@ class ServeProcess {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], STDERR_FILENO);  // the request log too
     posix_spawn_file_actions_addclose(&fa, fds[0]);
     if (posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0)
       throw std::runtime_error("cannot start " + args[0]);
@@ -470,6 +472,42 @@ TEST_F(Serve, StreamedChatSendsTextDeltasProgressImageBlocksAndDone) {
   EXPECT_EQ(blocks, 1);
   EXPECT_EQ(last["choices"][0]["finish_reason"], plain["choices"][0]["finish_reason"]);
   EXPECT_EQ(last["usage"], plain["usage"]);
+  EXPECT_EQ(s.terminate(), 0) << s.output();
+}
+
+// A client that goes away in the middle of a stream cancels its turn: the server logs it, is ready again long
+// before the 1000 denoising steps would have ended, and answers the next request.
+TEST_F(Serve, ClientDisconnectMidStreamCancelsTheTurn) {
+  ServeProcess s(root(), {"--max-queue", "0"});
+  ASSERT_TRUE(s.wait_for("ready")) << s.output();
+  json req = {{"messages", json::array({{{"role", "user"}, {"content", "Show me a dog"}}})},
+              {"stream", true},
+              {"max_tokens", 3},
+              {"min_word_tokens", 1},
+              {"ret_scale_factor", 1000},
+              {"always_generate", true},
+              {"steps", 1000},
+              {"scheduler", "euler"}};
+  httplib::Request hr;
+  hr.method = "POST";
+  hr.path = "/v1/chat/completions";
+  hr.body = req.dump();
+  hr.set_header("Content-Type", "application/json");
+  std::string got;
+  hr.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    got.append(data, n);
+    return got.find("event: progress") == std::string::npos;  // hang up at the first denoising step
+  };
+  const auto t0 = Clock::now();
+  auto r = s.client().send(hr);
+  EXPECT_FALSE(r) << "the client stopped reading";
+  EXPECT_NE(got.find("event: progress"), std::string::npos) << got.substr(0, 500);
+  ASSERT_TRUE(s.wait_for("ready", std::chrono::seconds(60))) << s.output();
+  const double cancelled_after = std::chrono::duration<double>(Clock::now() - t0).count();
+  EXPECT_NE(s.output().find("the client went away; turn cancelled"), std::string::npos) << s.output();
+  auto [st, j] = post(s, "/v1/images/generations", R"({"prompt": "after", "steps": 2})");
+  EXPECT_EQ(st, 200) << j.dump();
+  std::cerr << "turn cancelled " << cancelled_after << " s after the request\n";
   EXPECT_EQ(s.terminate(), 0) << s.output();
 }
 
