@@ -1,6 +1,7 @@
 // `gill serve` on the tiny kit: the server started as its own process on a free loopback port (--port 0, the port
 // read from its first line), real HTTP requests through cpp-httplib's client, answers compared with the library
 // (gill::Engine on the same kit), the errors' status codes and messages, the queue limit, and SIGTERM.
+#include <gill/gill.h>
 #include <httplib.h>
 #include <poll.h>
 #include <signal.h>
@@ -12,8 +13,6 @@
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
-
-#include <gill/gill.h>
 
 #include "io/atomic_file.h"
 #include "io/image.h"
@@ -49,8 +48,12 @@ std::string serve_b64_decode(const std::string& in) {
   uint32_t acc = 0;
   int bits = 0;
   for (char c : in) {
-    int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52
-            : c == '+' ? 62 : c == '/' ? 63 : -1;
+    int v = c >= 'A' && c <= 'Z'   ? c - 'A'
+            : c >= 'a' && c <= 'z' ? c - 'a' + 26
+            : c >= '0' && c <= '9' ? c - '0' + 52
+            : c == '+'             ? 62
+            : c == '/'             ? 63
+                                   : -1;
     if (v < 0) continue;  // '=' padding
     acc = (acc << 6) | uint32_t(v);
     bits += 6;
@@ -186,19 +189,18 @@ fs::path* Serve::dir_ = nullptr;
 
 // The chat request whose first step is a word and whose next is an [IMG] block (as e2e_gill_cli's `forced`).
 json forced_chat(const std::string& image_url) {
-  return {{"model", "gill"},
-          {"messages",
-           json::array({{{"role", "user"},
-                         {"content",
-                          json::array({{{"type", "text"}, {"text", "A picture of"}},
-                                       {{"type", "image_url"}, {"image_url", {{"url", image_url}}}},
-                                       {{"type", "text"}, {"text", "Show me a dog"}}})}}})},
-          {"max_tokens", 6},
-          {"steps", 2},
-          {"min_word_tokens", 1},
-          {"ret_scale_factor", 1000},
-          {"always_generate", true},
-          {"seed", 7}};
+  return {
+      {"model", "gill"},
+      {"messages", json::array({{{"role", "user"},
+                                 {"content", json::array({{{"type", "text"}, {"text", "A picture of"}},
+                                                          {{"type", "image_url"}, {"image_url", {{"url", image_url}}}},
+                                                          {{"type", "text"}, {"text", "Show me a dog"}}})}}})},
+      {"max_tokens", 6},
+      {"steps", 2},
+      {"min_word_tokens", 1},
+      {"ret_scale_factor", 1000},
+      {"always_generate", true},
+      {"seed", 7}};
 }
 
 TEST_F(Serve, HealthModelsAndApiKey) {
@@ -359,7 +361,8 @@ TEST_F(Serve, BadRequestsAreAnsweredAndTheServerKeepsServing) {
        "messages[0].content: expected a string or an array"},
       {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "hi", "name": "x"}]})", 400,
        "unknown_field", "'messages[0].name'"},
-      {"/v1/chat/completions", "{" + msgs + ", \"top_p\": 1.5}", 400, "invalid_value", "top_p = 1.5: must be in (0, 1]"},
+      {"/v1/chat/completions", "{" + msgs + ", \"top_p\": 1.5}", 400, "invalid_value",
+       "top_p = 1.5: must be in (0, 1]"},
       {"/v1/chat/completions", "{" + msgs + ", \"max_tokens\": \"six\"}", 400, "invalid_type",
        "max_tokens: expected an integer, got a string"},
       {"/v1/chat/completions", "{" + msgs + ", \"max_tokens\": 0}", 400, "invalid_value", "max_tokens = 0"},
@@ -394,7 +397,8 @@ TEST_F(Serve, BadRequestsAreAnsweredAndTheServerKeepsServing) {
     EXPECT_EQ(status, c.status) << c.path << " " << c.body.substr(0, 200) << " -> " << j.dump();
     EXPECT_EQ(j["error"]["code"], c.code) << c.body.substr(0, 200) << " -> " << j.dump();
     const std::string m = j["error"].value("message", "");
-    EXPECT_NE(m.find(c.message_part), std::string::npos) << "message: " << m << "\nexpected to name: " << c.message_part;
+    EXPECT_NE(m.find(c.message_part), std::string::npos)
+        << "message: " << m << "\nexpected to name: " << c.message_part;
   }
   // Over --max-body-mb 1: 413 in the same JSON form.
   const std::string big = "{\"prompt\": \"" + std::string(size_t(2) << 20, 'a') + "\"}";

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-
 #include <iostream>
 #include <thread>
 
@@ -87,8 +86,7 @@ void register_serve(CLI::App& app, Context& ctx) {
   sub->add_option("--port", a->serve.port, "TCP port (0 = any free port, printed at start)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
-  sub->add_option("--api-key", a->serve.api_key,
-                  "Require 'Authorization: Bearer KEY' on every endpoint but /health");
+  sub->add_option("--api-key", a->serve.api_key, "Require 'Authorization: Bearer KEY' on every endpoint but /health");
   sub->add_option("--max-queue", a->serve.max_queue, "Requests that may wait while one runs (beyond: 503)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));

@@ -45,12 +45,18 @@ struct GenField {
   const char* option_name;
 };
 constexpr GenField kServeGenFields[] = {
-    {"max_tokens", "num_words"},         {"temperature", "temperature"},
-    {"top_p", "top_p"},                  {"top_k", "top_k"},
-    {"seed", "seed"},                    {"steps", "steps"},
-    {"guidance_scale", "guidance_scale"}, {"scheduler", "scheduler"},
-    {"ret_scale_factor", "ret_scale_factor"}, {"gen_scale_factor", "gen_scale_factor"},
-    {"min_word_tokens", "min_word_tokens"}, {"max_num_rets", "max_num_rets"},
+    {"max_tokens", "num_words"},
+    {"temperature", "temperature"},
+    {"top_p", "top_p"},
+    {"top_k", "top_k"},
+    {"seed", "seed"},
+    {"steps", "steps"},
+    {"guidance_scale", "guidance_scale"},
+    {"scheduler", "scheduler"},
+    {"ret_scale_factor", "ret_scale_factor"},
+    {"gen_scale_factor", "gen_scale_factor"},
+    {"min_word_tokens", "min_word_tokens"},
+    {"max_num_rets", "max_num_rets"},
     {"always_generate", "always_generate"},
 };
 // The SD-only subset accepted by /v1/images/generations.
@@ -113,27 +119,42 @@ json parse_object(const std::string& body) {
   } catch (const json::parse_error& e) {
     bad_request("invalid_json", cat("the request body is not valid JSON: ", e.what()));
   }
-  if (!j.is_object()) bad_request("invalid_json", cat("the request body must be a JSON object, got ", json_type_name(j)));
+  if (!j.is_object())
+    bad_request("invalid_json", cat("the request body must be a JSON object, got ", json_type_name(j)));
   return j;
 }
 
 // Sets the GenerateOptions field for `key`; false when `key` is not one of kServeGenFields.
 bool set_gen_field(GenerateOptions& o, const std::string& key, const json& v) {
   constexpr int64_t kIntMax = std::numeric_limits<int>::max();
-  if (key == "max_tokens") o.num_words = static_cast<int>(want_int(v, key, 1, kIntMax));
-  else if (key == "temperature") o.temperature = want_float(v, key);
-  else if (key == "top_p") o.top_p = want_float(v, key);
-  else if (key == "top_k") o.top_k = static_cast<int>(want_int(v, key, 0, kIntMax));
-  else if (key == "seed") o.seed = static_cast<uint64_t>(want_int(v, key, 0, std::numeric_limits<int64_t>::max()));
-  else if (key == "steps") o.steps = static_cast<int>(want_int(v, key, 1, kIntMax));
-  else if (key == "guidance_scale") o.guidance_scale = want_float(v, key);
-  else if (key == "scheduler") o.scheduler = want_string(v, key);
-  else if (key == "ret_scale_factor") o.ret_scale_factor = want_float(v, key);
-  else if (key == "gen_scale_factor") o.gen_scale_factor = want_float(v, key);
-  else if (key == "min_word_tokens") o.min_word_tokens = static_cast<int>(want_int(v, key, 0, kIntMax));
-  else if (key == "max_num_rets") o.max_num_rets = static_cast<int>(want_int(v, key, 1, kIntMax));
-  else if (key == "always_generate") o.always_generate = want_bool(v, key);
-  else return false;
+  if (key == "max_tokens")
+    o.num_words = static_cast<int>(want_int(v, key, 1, kIntMax));
+  else if (key == "temperature")
+    o.temperature = want_float(v, key);
+  else if (key == "top_p")
+    o.top_p = want_float(v, key);
+  else if (key == "top_k")
+    o.top_k = static_cast<int>(want_int(v, key, 0, kIntMax));
+  else if (key == "seed")
+    o.seed = static_cast<uint64_t>(want_int(v, key, 0, std::numeric_limits<int64_t>::max()));
+  else if (key == "steps")
+    o.steps = static_cast<int>(want_int(v, key, 1, kIntMax));
+  else if (key == "guidance_scale")
+    o.guidance_scale = want_float(v, key);
+  else if (key == "scheduler")
+    o.scheduler = want_string(v, key);
+  else if (key == "ret_scale_factor")
+    o.ret_scale_factor = want_float(v, key);
+  else if (key == "gen_scale_factor")
+    o.gen_scale_factor = want_float(v, key);
+  else if (key == "min_word_tokens")
+    o.min_word_tokens = static_cast<int>(want_int(v, key, 0, kIntMax));
+  else if (key == "max_num_rets")
+    o.max_num_rets = static_cast<int>(want_int(v, key, 1, kIntMax));
+  else if (key == "always_generate")
+    o.always_generate = want_bool(v, key);
+  else
+    return false;
   return true;
 }
 
@@ -194,8 +215,8 @@ Image image_from_url(const std::string& url, const std::string& what, const Imag
   const std::string header = url.substr(5, comma - 5);  // "image/png;base64"
   const std::string suffix = ";base64";
   if (header.size() < suffix.size() || header.compare(header.size() - suffix.size(), suffix.size(), suffix) != 0)
-    bad_request("invalid_value", cat(what, ": the data: URL must be base64 (data:image/...;base64,...), got 'data:",
-                                     header, "'"));
+    bad_request("invalid_value",
+                cat(what, ": the data: URL must be base64 (data:image/...;base64,...), got 'data:", header, "'"));
   if (header.rfind("image/", 0) != 0)
     bad_request("invalid_value", cat(what, ": the data: URL's media type must be image/..., got '",
                                      header.substr(0, header.size() - suffix.size()), "'"));
@@ -238,8 +259,7 @@ void add_content_part(Prompt& prompt, const json& part, const std::string& what,
 
 }  // namespace
 
-ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& defaults,
-                               const ImageDecoder& decode) {
+ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& defaults, const ImageDecoder& decode) {
   const json j = parse_object(body);
   ChatRequest r;
   r.options = defaults;
@@ -306,8 +326,9 @@ ImageRequest parse_image_request(const std::string& body, const GenerateOptions&
     if (k == "prompt" || common_field(k, v)) continue;
     if (k == "stream") {
       if (want_bool(v, k))
-        bad_request("unsupported", "stream = true: /v1/images/generations answers with the whole image; omit "
-                                   "stream or send false");
+        bad_request("unsupported",
+                    "stream = true: /v1/images/generations answers with the whole image; omit "
+                    "stream or send false");
       continue;
     }
     if (k == "response_format") {
@@ -370,8 +391,8 @@ nlohmann::json usage_json(const Result& r) {
 
 nlohmann::json timings_json(const Result& r) {
   const auto& t = r.timings;
-  return {{"prompt_s", t.prompt_s},     {"decode_s", t.decode_s}, {"retrieval_s", t.retrieval_s},
-          {"generation_s", t.generation_s}, {"total_s", t.total_s}, {"threads", t.threads}};
+  return {{"prompt_s", t.prompt_s},         {"decode_s", t.decode_s}, {"retrieval_s", t.retrieval_s},
+          {"generation_s", t.generation_s}, {"total_s", t.total_s},   {"threads", t.threads}};
 }
 
 nlohmann::json chat_response(const Result& r, const GenerateOptions& o, const std::string& id, int64_t created,
@@ -382,14 +403,13 @@ nlohmann::json chat_response(const Result& r, const GenerateOptions& o, const st
           {"object", "chat.completion"},
           {"created", created},
           {"model", kModelId},
-          {"choices",
-           json::array({{{"index", 0},
-                         {"message",
-                          {{"role", "assistant"},
-                           {"content", r.text},
-                           {"image_blocks", blocks},
-                           {"trailing_text", r.trailing_text}}},
-                         {"finish_reason", finish_reason(r, o)}}})},
+          {"choices", json::array({{{"index", 0},
+                                    {"message",
+                                     {{"role", "assistant"},
+                                      {"content", r.text},
+                                      {"image_blocks", blocks},
+                                      {"trailing_text", r.trailing_text}}},
+                                    {"finish_reason", finish_reason(r, o)}}})},
           {"usage", usage_json(r)},
           {"timings", timings_json(r)}};
 }
@@ -443,10 +463,10 @@ std::string base64_decode(const std::string& text, const std::string& what) {
         continue;
       }
       if (pad > 0 || value[c] < 0)
-        bad_request("invalid_base64", cat(what, ": byte ", i + k, " of the base64 data is not base64 ('",
-                                          c >= 0x20 && c < 0x7f ? std::string(1, static_cast<char>(c))
-                                                                : cat("\\x", std::hex, int(c)),
-                                          "')"));
+        bad_request(
+            "invalid_base64",
+            cat(what, ": byte ", i + k, " of the base64 data is not base64 ('",
+                c >= 0x20 && c < 0x7f ? std::string(1, static_cast<char>(c)) : cat("\\x", std::hex, int(c)), "')"));
       v[k] = value[c];
     }
     const uint32_t w = (uint32_t(v[0]) << 18) | (uint32_t(v[1]) << 12) | (uint32_t(v[2]) << 6) | uint32_t(v[3]);

@@ -35,8 +35,7 @@ struct ChatRequest {
   bool stream = false;  // answer with Server-Sent Events (chat_chunk ... "data: [DONE]")
 };
 // POST /v1/chat/completions. `defaults` are the server's GenerateOptions (its command-line flags).
-ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& defaults,
-                               const ImageDecoder& decode);
+ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& defaults, const ImageDecoder& decode);
 
 struct ImageRequest {
   std::string prompt;

@@ -23,11 +23,11 @@ struct Server::State {
   ServeOptions options;
   httplib::Server http;
   int port = 0;
-  fs::path scratch;                  // a private folder for image encoding/decoding, removed by the destructor
-  std::unique_ptr<Engine> engine;    // set once loaded
+  fs::path scratch;                // a private folder for image encoding/decoding, removed by the destructor
+  std::unique_ptr<Engine> engine;  // set once loaded
   std::atomic<bool> ready{false}, stopping{false};
-  std::mutex model;                  // held by the request running on the engine
-  std::atomic<int> admitted{0};      // running + waiting requests
+  std::mutex model;              // held by the request running on the engine
+  std::atomic<int> admitted{0};  // running + waiting requests
   std::atomic<int> running{0};
   std::atomic<uint64_t> counter{0};  // request ids and scratch file names
 
@@ -117,7 +117,8 @@ template <typename Fn>
 void serve_post(Server::State& st, httplib::Response& res, Fn&& fn) {
   try {
     if (!st.ready)
-      throw ApiError{503, "server_error", "model_loading", "the model is still loading; retry when GET /health says ready"};
+      throw ApiError{503, "server_error", "model_loading",
+                     "the model is still loading; retry when GET /health says ready"};
     fn();
   } catch (const ApiError& e) {
     send_error(res, e);
@@ -136,7 +137,9 @@ GenerateOptions with_cancel(Server::State& st, GenerateOptions o) {
   return o;
 }
 
-int64_t now_s() { return static_cast<int64_t>(std::time(nullptr)); }
+int64_t now_s() {
+  return static_cast<int64_t>(std::time(nullptr));
+}
 
 // stream: true. The queue slot is taken before the answer starts (so a full queue is still a 503); the turn runs
 // inside the content provider: a chunk per text piece, an `event: progress` per denoising step, a chunk per image
@@ -161,16 +164,18 @@ void serve_chat_stream(Server::State& st, ChatRequest r, httplib::Response& res)
       with_model(st, [&] {
         GenerateOptions o = req->options;
         o.is_cancelled = [&] { return gone || st.stopping.load(); };
-        o.on_token = [&](const std::string& piece) { return send(nullptr, chat_chunk(id, created, {{"content", piece}})); };
+        o.on_token = [&](const std::string& piece) {
+          return send(nullptr, chat_chunk(id, created, {{"content", piece}}));
+        };
         o.on_progress = [&](const std::string& stage, int64_t done, int64_t total) {
           if (stage != "tokens") send("progress", {{"stage", stage}, {"done", done}, {"total", total}});
         };
         send(nullptr, chat_chunk(id, created, {{"role", "assistant"}, {"content", ""}}));
         const Result out = st.engine->generate(req->prompt, o);
         for (const ImageBlock& b : out.images)
-          send(nullptr, chat_chunk(id, created, {{"image_block", block_json(b, [&st](const Image& im) {
-                                                      return st.encode_png(im);
-                                                    })}}));
+          send(nullptr,
+               chat_chunk(id, created,
+                          {{"image_block", block_json(b, [&st](const Image& im) { return st.encode_png(im); })}}));
         json last = chat_chunk(id, created, json::object(), finish_reason(out, req->options));
         last["usage"] = usage_json(out);
         last["timings"] = timings_json(out);
@@ -213,9 +218,9 @@ void add_routes(Server::State& st) {
   http.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) { send_json(res, models_response()); });
   http.Post("/v1/chat/completions", [&st](const httplib::Request& req, httplib::Response& res) {
     serve_post(st, res, [&] {
-      ChatRequest r = parse_chat_request(req.body, st.options.defaults, [&st](const std::string& b, const std::string& w) {
-        return st.decode_image(b, w);
-      });
+      ChatRequest r =
+          parse_chat_request(req.body, st.options.defaults,
+                             [&st](const std::string& b, const std::string& w) { return st.decode_image(b, w); });
       if (r.stream) return serve_chat_stream(st, std::move(r), res);
       QueueSlot slot(st);
       with_model(st, [&] {
@@ -279,7 +284,8 @@ Server::Server(const ServeOptions& options) : state_(std::make_unique<State>()) 
                        cat("no endpoint ", req.method, " ", req.path,
                            " (GET /health, GET /v1/models, POST /v1/chat/completions, POST /v1/images/generations)")});
     else if (res.status == 413)
-      send_error(res, {413, "invalid_request_error", "body_too_large", "the request body is larger than --max-body-mb"});
+      send_error(res,
+                 {413, "invalid_request_error", "body_too_large", "the request body is larger than --max-body-mb"});
     else
       send_error(res, {res.status, "invalid_request_error", "bad_request", cat("HTTP ", res.status)});
   });
@@ -303,7 +309,9 @@ Server::~Server() {
   if (!state_->scratch.empty()) fs::remove_all(state_->scratch, ec);
 }
 
-int Server::port() const { return state_->port; }
+int Server::port() const {
+  return state_->port;
+}
 
 void Server::run(const std::function<void()>& on_ready) {
   State& st = *state_;

@@ -1,6 +1,7 @@
-// `gill serve`: the HTTP server (cpp-httplib) around one gill::Engine. One request runs on the model at a time;
-// up to max_queue more wait for it, and beyond that a request gets 503 with Retry-After. All of the server's
-// state lives in this object (no globals); it is built, run and stopped by cmd_serve.cpp.
+// `gill serve`: the HTTP server (cpp-httplib) around one gill::Engine, streaming chat as Server-Sent Events. One
+// request runs on the model at a time; up to max_queue more wait for it, and beyond that a request gets 503 with
+// Retry-After. All of the server's state lives in this object (no globals); it is built, run and stopped by
+// cmd_serve.cpp.
 #pragma once
 #include <gill/gill.h>
 
@@ -12,10 +13,10 @@ namespace gill::cli::serve {
 
 struct ServeOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;           // 0: any free port (the chosen one is printed and returned by port())
-  std::string api_key;       // "": no authentication; else every endpoint but /health needs "Bearer KEY"
-  int max_queue = 4;         // requests that may wait while one runs
-  int max_body_mb = 32;      // request bodies above this many MiB get 413
+  int port = 8080;       // 0: any free port (the chosen one is printed and returned by port())
+  std::string api_key;   // "": no authentication; else every endpoint but /health needs "Bearer KEY"
+  int max_queue = 4;     // requests that may wait while one runs
+  int max_body_mb = 32;  // request bodies above this many MiB get 413
   EngineOptions engine;
   GenerateOptions defaults;  // the generation defaults of a request (command-line flags)
 };
