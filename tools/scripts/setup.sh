@@ -8,7 +8,8 @@ BUILD="${1:-$ROOT/build}"
 shift || true
 
 PACKAGES=(build-essential cmake ccache pkg-config libtorch-dev libopenblas0-pthread libsentencepiece-dev
-  sentencepiece libstb-dev libcli11-dev libspdlog-dev googletest libgtest-dev nlohmann-json3-dev libpcre2-dev libicu-dev)
+  sentencepiece libstb-dev libcli11-dev libspdlog-dev googletest libgtest-dev nlohmann-json3-dev libpcre2-dev libicu-dev
+  libcpp-httplib-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
