@@ -329,5 +329,51 @@ TEST(BatchNames, SafeName) {
   EXPECT_EQ(batch::safe_name("..").rfind("..-", 0), 0u);
 }
 
+// Lines with "candidates" go to the scorer (Engine::score in the CLI) and record every score and the best; the
+// runner is not called for them. Without a scorer, or with a bad "candidates" value, the line is an error result.
+TEST_F(BatchTest, CandidatesAreScored) {
+  write_lines(dir_ / "in.jsonl",
+              {R"({"id": "s1", "prompt": "A photo of", "candidates": ["a dog", "a big cat"]})",
+               R"({"id": "s2", "prompt": "x", "candidates": []})", R"({"id": "s3", "prompt": "x", "candidates": ["a", 3]})",
+               R"({"id": "g1", "prompt": "plain"})"});
+  std::atomic<int> calls{0};
+  auto o = opts();
+  std::vector<std::vector<std::string>> scored;
+  o.scorer = [&](const Prompt& p, const std::vector<std::string>& c) {
+    EXPECT_EQ(p.size(), 1u);
+    scored.push_back(c);
+    std::vector<CandidateScore> out;
+    for (const auto& t : c) out.push_back({t, -static_cast<double>(t.size()), static_cast<int64_t>(t.size()), 9});
+    return out;
+  };
+  const auto s = batch::run_batch(o, fake_runner(0, &calls));
+  EXPECT_EQ(s.n_ok, 2);
+  EXPECT_EQ(s.n_errors, 2);
+  EXPECT_EQ(calls.load(), 1);  // only g1 generates
+  ASSERT_EQ(scored.size(), 1u);
+  std::map<std::string, json> by_id;
+  for (const auto& r : lines_of(s.results_path)) by_id[r["id"].get<std::string>()] = r;
+  const json& r = by_id["s1"];
+  EXPECT_EQ(r["status"], "ok");
+  ASSERT_EQ(r["scores"].size(), 2u);
+  EXPECT_EQ(r["scores"][1]["candidate"], "a big cat");
+  EXPECT_EQ(r["scores"][1]["log_likelihood"].get<double>(), -9.0);
+  EXPECT_EQ(r["scores"][1]["n_scored"], 9);
+  EXPECT_EQ(r["best"], 0);
+  EXPECT_EQ(by_id["s2"]["error"]["message"], "in.jsonl:2: \"candidates\": expected a non-empty array of strings");
+  EXPECT_EQ(by_id["s3"]["error"]["message"], "in.jsonl:3: candidates[1]: expected a string, got 3");
+  EXPECT_EQ(by_id["g1"]["status"], "ok");
+  EXPECT_NE(io::read_file(s.report_path).find("a big cat"), std::string::npos);
+
+  // No scorer: the scored line fails with a message naming the line, the others still run.
+  fs::remove_all(o.out_dir);
+  o.scorer = nullptr;
+  const auto s2 = batch::run_batch(o, fake_runner());
+  std::map<std::string, json> by_id2;
+  for (const auto& l : lines_of(s2.results_path)) by_id2[l["id"].get<std::string>()] = l;
+  EXPECT_EQ(by_id2["s1"]["error"]["message"], "in.jsonl:1 (id s1): \"candidates\" given but this run has no scorer");
+  EXPECT_EQ(by_id2["g1"]["status"], "ok");
+}
+
 }  // namespace
 }  // namespace gill::test

@@ -3,6 +3,7 @@
 //
 // Input, one JSON object a line (blank lines are skipped):
 //   {"id": "a1", "prompt": [{"text": "..."}, {"image": "cat.png"}], "options": {"temp": 0.7, "seed": 3}}
+//   {"id": "s1", "prompt": [...], "candidates": ["a dog.", "a cat."]}     (scored, not generated: Engine::score)
 // "prompt" may also be a plain string; image paths are relative to the JSONL file; "options" uses the names of
 // `gill run`'s flags (apply_options). Output in OUT_DIR:
 //   results.jsonl            one line per input line (id, text, image blocks, timings, or an error);
@@ -27,6 +28,8 @@
 namespace gill::batch {
 
 using Runner = std::function<Result(const Prompt&, const GenerateOptions&)>;
+// Runs the lines that carry "candidates" (Engine::score).
+using Scorer = std::function<std::vector<CandidateScore>(const Prompt&, const std::vector<std::string>&)>;
 
 struct Shard {
   int index = 0;  // 0-based: shard i takes items i, i+N, i+2N, ... (in input order, blank lines not counted)
@@ -45,6 +48,8 @@ struct BatchOptions {
   // Called before each item is run (done = items finished so far, total = items to run in this call).
   std::function<void(const std::string& id, int64_t done, int64_t total)> on_item;
   bool write_report = true;
+  // For lines with "candidates"; without it such a line is an error result naming the missing scorer.
+  Scorer scorer;
 };
 
 struct BatchSummary {
@@ -70,6 +75,7 @@ struct Item {
   std::string id;
   Prompt prompt;
   GenerateOptions options;
+  std::vector<std::string> candidates;  // "candidates": score these instead of generating
   nlohmann::json prompt_json = nlohmann::json::array();  // as given, plus "path": the resolved image path
   nlohmann::json options_json = nlohmann::json::object();
   bool ok = true;       // false: the line itself is bad; `error` says why

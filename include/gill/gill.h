@@ -121,6 +121,16 @@ struct Result {
   Timings timings;
 };
 
+// One candidate's score from Engine::score: the reference's GILL.get_log_likelihood_scores(prompt + [candidate]).
+struct CandidateScore {
+  std::string candidate;
+  // -loss of the LM on prompt + candidate: the mean log-probability of every text token after the first position
+  // (the prompt's text tokens included, as the reference; image positions are not scored). Higher is likelier.
+  double log_likelihood = 0;
+  int64_t n_scored = 0;     // tokens in that mean
+  int64_t n_positions = 0;  // LM positions of prompt + candidate (text tokens, plus n_visual_tokens per image)
+};
+
 class Chat;
 
 class Engine {
@@ -138,6 +148,13 @@ class Engine {
                                        const GenerateOptions& options = {});
   Image generate_image_from_text(const std::string& prompt, const GenerateOptions& options = {});
   Chat chat();
+  // Scores each candidate text as a continuation of `prompt` (how GILL's retrieval evaluations rank candidates):
+  // one CandidateScore per candidate, in order, each computed on its own (the reference's use_cache=False). The
+  // prompt may be empty (then the candidates are scored alone). BOS goes before the first text of prompt +
+  // candidate only. Progress stage "score" (done = candidates scored); the engine's is_cancelled is polled between
+  // candidates. kInvalidArgument: no candidates, an empty or non-UTF-8 candidate, prompt + candidate longer than
+  // the LM's positions.
+  std::vector<CandidateScore> score(const Prompt& prompt, const std::vector<std::string>& candidates);
 
   struct Impl;
  private:

@@ -227,8 +227,17 @@ std::vector<Item> read_items(const fs::path& jsonl, const GenerateOptions& defau
       }
       GILL_CHECK(j.contains("prompt"), ErrorCode::kFormat, "missing \"prompt\"");
       for (const auto& [key, v] : j.items())
-        GILL_CHECK(key == "id" || key == "prompt" || key == "options", ErrorCode::kFormat, "unknown key \"", key,
-                   "\" (expected id, prompt, options)");
+        GILL_CHECK(key == "id" || key == "prompt" || key == "options" || key == "candidates", ErrorCode::kFormat,
+                   "unknown key \"", key, "\" (expected id, prompt, options, candidates)");
+      if (j.contains("candidates")) {
+        const json& c = j["candidates"];
+        GILL_CHECK(c.is_array() && !c.empty(), ErrorCode::kFormat,
+                   "\"candidates\": expected a non-empty array of strings");
+        for (size_t k = 0; k < c.size(); ++k) {
+          GILL_CHECK(c[k].is_string(), ErrorCode::kFormat, "candidates[", k, "]: expected a string, got ", c[k].dump());
+          item.candidates.push_back(c[k].get<std::string>());
+        }
+      }
       if (j.contains("options")) {
         item.options_json = j["options"];
         apply_options(j["options"], item.options);
@@ -414,38 +423,56 @@ BatchSummary run_batch(const BatchOptions& options, const Runner& runner) {
     if (!item->options_json.empty()) r["options"] = item->options_json;
     if (sharded) r["shard"] = shard_str;
     const auto t0 = std::chrono::steady_clock::now();
+    const std::string where = str_cat(options.input.filename().string(), ":", item->line, " (id ", item->id, ")");
+    auto call = [&](auto&& fn) {
+      try {
+        return fn();
+      } catch (const Error& e) {
+        throw e.with_context(where);
+      } catch (const std::exception& e) {
+        throw Error(ErrorCode::kInternal, str_cat(where, ": ", e.what()));
+      }
+    };
     try {
       if (!item->ok) throw Error(item->error_code, item->error);
-      Result res;
-      try {
-        res = runner(item->prompt, item->options);
-      } catch (const Error& e) {
-        throw e.with_context(str_cat(options.input.filename().string(), ":", item->line, " (id ", item->id, ")"));
-      } catch (const std::exception& e) {
-        throw Error(ErrorCode::kInternal, str_cat(options.input.filename().string(), ":", item->line, " (id ",
-                                                  item->id, "): ", e.what()));
-      }
-      json blocks = json::array();
-      for (size_t k = 0; k < res.images.size(); ++k) {
-        const ImageBlock& b = res.images[k];
-        json jb{{"caption", b.caption}, {"decision", b.decision}, {"p_gen", b.p_gen}, {"p_ret", b.p_ret},
-                {"seed", b.seed},       {"retrieved", json::array()}};
-        for (const RetrievedImage& ri : b.retrieved)
-          jb["retrieved"].push_back(json{{"path", ri.path}, {"score", ri.score}, {"index", ri.index}});
-        if (b.generated && !b.generated->empty()) {
-          const std::string rel = str_cat("images/", safe_name(item->id), ".", k, ".png");
-          write_png(*b.generated, (out / rel).string());
-          jb["generated"] = rel;
+      if (!item->candidates.empty()) {
+        GILL_CHECK(options.scorer, ErrorCode::kUnsupported, where, ": \"candidates\" given but this run has no scorer");
+        const auto scores = call([&] { return options.scorer(item->prompt, item->candidates); });
+        json js = json::array();
+        size_t best = 0;
+        for (size_t k = 0; k < scores.size(); ++k) {
+          js.push_back(json{{"candidate", scores[k].candidate}, {"log_likelihood", scores[k].log_likelihood},
+                            {"n_scored", scores[k].n_scored}, {"n_positions", scores[k].n_positions}});
+          if (scores[k].log_likelihood > scores[best].log_likelihood) best = k;
         }
-        blocks.push_back(std::move(jb));
+        r["status"] = "ok";
+        r["scores"] = std::move(js);
+        r["best"] = best;
+        r["timings"] = {{"item_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
+      } else {
+        const Result res = call([&] { return runner(item->prompt, item->options); });
+        json blocks = json::array();
+        for (size_t k = 0; k < res.images.size(); ++k) {
+          const ImageBlock& b = res.images[k];
+          json jb{{"caption", b.caption}, {"decision", b.decision}, {"p_gen", b.p_gen}, {"p_ret", b.p_ret},
+                  {"seed", b.seed},       {"retrieved", json::array()}};
+          for (const RetrievedImage& ri : b.retrieved)
+            jb["retrieved"].push_back(json{{"path", ri.path}, {"score", ri.score}, {"index", ri.index}});
+          if (b.generated && !b.generated->empty()) {
+            const std::string rel = str_cat("images/", safe_name(item->id), ".", k, ".png");
+            write_png(*b.generated, (out / rel).string());
+            jb["generated"] = rel;
+          }
+          blocks.push_back(std::move(jb));
+        }
+        r["status"] = "ok";
+        r["text"] = res.text;
+        r["trailing_text"] = res.trailing_text;
+        r["images"] = std::move(blocks);
+        r["new_tokens"] = res.token_ids.size();
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        r["timings"] = timings_json(res.timings, dt);
       }
-      r["status"] = "ok";
-      r["text"] = res.text;
-      r["trailing_text"] = res.trailing_text;
-      r["images"] = std::move(blocks);
-      r["new_tokens"] = res.token_ids.size();
-      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      r["timings"] = timings_json(res.timings, dt);
       ++summary.n_ok;
     } catch (const Error& e) {
       r["status"] = "error";

@@ -98,6 +98,12 @@ void render_item(std::ostringstream& h, const json& r, const fs::path& out_dir) 
     const json& e = r.contains("error") ? r["error"] : json::object();
     h << "<p class=\"err\">" << esc(e.value("code", "error")) << ": " << esc(e.value("message", "")) << "</p>\n";
   } else {
+    if (r.contains("scores") && r["scores"].is_array()) {  // a scored line: candidates with their log-likelihood
+      h << "<ol class=\"scores\">\n";
+      for (const json& c : r["scores"])
+        h << "<li>" << fmt(c.value("log_likelihood", 0.0), 6) << " " << esc(c.value("candidate", "")) << "</li>\n";
+      h << "</ol>\n";
+    }
     h << "<p class=\"text\">" << esc(r.value("text", "")) << "</p>\n";
     for (const json& b : r.value("images", json::array())) {
       const std::string decision = b.value("decision", "");

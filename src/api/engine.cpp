@@ -17,6 +17,7 @@
 #include "io/image.h"
 #include "io/tensor_dump.h"
 #include "pipeline/gill_model.h"
+#include "pipeline/gill_score.h"
 #include "pipeline/sampling.h"
 #include "util/error.h"
 #include "util/utf8.h"
@@ -334,6 +335,30 @@ Result Engine::generate(const Prompt& prompt, const GenerateOptions& options) {
     options.validate();
     pipeline::OPTDecoderLM lm(impl.model->lm);
     return impl.turn(lm, prompt, options, /*first_turn=*/true, /*keep_cache=*/false);
+  });
+}
+
+std::vector<CandidateScore> Engine::score(const Prompt& prompt, const std::vector<std::string>& candidates) {
+  return detail::api_boundary("gill::Engine::score", [&]() -> std::vector<CandidateScore> {
+    auto& impl = live(impl_, "gill::Engine::score");
+    torch::NoGradGuard no_grad;
+    for (size_t k = 0; k < candidates.size(); ++k) detail::require_utf8(candidates[k], str_cat("candidate ", k));
+    const GenerateOptions none;  // the engine's callbacks
+    impl.check_cancel(none);
+    const auto items = prompt.empty() ? std::vector<pipeline::PromptItem>{} : impl.prompt_items(prompt);
+    pipeline::OPTDecoderLM lm(impl.model->lm);
+    auto b = impl.model->backbones(lm, nullptr);
+    auto full_logits = [&](const torch::Tensor& embeds) { return impl.model->lm->forward(embeds).logits[0]; };
+    const auto n = static_cast<int64_t>(candidates.size());
+    auto scores = pipeline::score_candidates(impl.model->weights, b, items, candidates, full_logits, [&](size_t k) {
+      impl.progress(none, "score", static_cast<int64_t>(k), n);
+      impl.check_cancel(none);
+    });
+    impl.progress(none, "score", n, n);
+    std::vector<CandidateScore> out;
+    for (size_t k = 0; k < scores.size(); ++k)
+      out.push_back({candidates[k], scores[k].log_likelihood, scores[k].n_scored, scores[k].n_positions});
+    return out;
   });
 }
 

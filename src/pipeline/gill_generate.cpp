@@ -32,7 +32,7 @@ void dump_block(io::TensorDump* dump, const std::string& base, int64_t k, const 
 }  // namespace
 
 torch::Tensor assemble_prompt(GILLWeights& w, Backbones& b, const std::vector<PromptItem>& items,
-                              bool bos_on_first_text, io::TensorDump* dump) {
+                              bool bos_on_first_text, io::TensorDump* dump, std::vector<int64_t>* labels) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> parts, visual;
   bool first_text = bos_on_first_text;
@@ -44,10 +44,12 @@ torch::Tensor assemble_prompt(GILLWeights& w, Backbones& b, const std::vector<Pr
       auto v = w.heads->visual_embs(pooled.to(w.heads->logit_scale.scalar_type()));  // [1, 4, D]
       visual.push_back(v);
       parts.push_back(v);
+      if (labels) labels->insert(labels->end(), v.size(1), kIgnoreLabel);
     } else {
       auto ids = b.tokenize(item.text, first_text);
       first_text = false;
       if (!ids.empty()) parts.push_back(b.lm->embed(ids));  // [1, n, D]
+      if (labels) labels->insert(labels->end(), ids.begin(), ids.end());
     }
   }
   GILL_CHECK(!parts.empty(), ErrorCode::kInvalidArgument, "empty prompt: nothing to condition on");

@@ -79,10 +79,15 @@ struct TurnResult {
   double prompt_s = 0, decode_s = 0;
 };
 
+// The label of a row that is not scored (an image row): HF CrossEntropyLoss's ignore_index.
+inline constexpr int64_t kIgnoreLabel = -100;
+
 // Builds the prompt embeddings [1, L0, D]: BOS only before the first text (when bos_on_first_text), each image
 // as n_visual_tokens rows of visual_embeddings(CLIP pooled). Dumps gill.input_embeds, gill.visual_embs.
+// With `labels`: appends one label per row, the reference's get_log_likelihood_scores labels (the token id for a
+// text row, -100 for an image row).
 torch::Tensor assemble_prompt(GILLWeights& w, Backbones& b, const std::vector<PromptItem>& items,
-                              bool bos_on_first_text, io::TensorDump* dump);
+                              bool bos_on_first_text, io::TensorDump* dump, std::vector<int64_t>* labels = nullptr);
 
 // A whole turn. kInvalidArgument for an empty prompt (no item, or no text at all as the reference requires).
 TurnResult run_turn(GILLWeights& w, Backbones& b, const std::vector<PromptItem>& items, const TurnOptions& opt,

@@ -19,6 +19,10 @@ fs::path shared_dir() {
   return fs::weakly_canonical(source_dir() / ".." / "shared");
 }
 fs::path cli_path() { return fs::path(GILL_CLI_PATH); }
+bool shared_required() {
+  const char* e = std::getenv("GILL_REQUIRE_SHARED");
+  return e && std::string(e) == "1";
+}
 
 fs::path temp_dir(const std::string& tag) {
   std::random_device rd;

@@ -22,11 +22,20 @@ std::filesystem::path cli_path();      // the built gill binary
 // A fresh, empty temporary folder removed at process exit is NOT guaranteed: tests clean up what they create.
 std::filesystem::path temp_dir(const std::string& tag);
 
-// Skips the current test (GTEST_SKIP) with a message when `p` does not exist. Use as:
+// True when the environment sets GILL_REQUIRE_SHARED=1 (tools/scripts/test.sh does when ../shared exists).
+bool shared_required();
+// For a test that needs a file of ../shared (fixtures, tokenizer data, upstream files): when `p` does not exist,
+// skips the current test (GTEST_SKIP, reported as skipped by CTest) with the path, or fails it when
+// shared_required(), so a run that has ../shared cannot pass with its parity tests skipped. Use as:
 //   GILL_REQUIRE_PATH(shared_dir() / "fixtures");
-#define GILL_REQUIRE_PATH(p)                                                              \
-  do {                                                                                    \
-    if (!std::filesystem::exists(p)) GTEST_SKIP() << "missing " << (p).string() << " (skipped)"; \
+#define GILL_REQUIRE_PATH(p)                                                                                \
+  do {                                                                                                      \
+    if (!std::filesystem::exists(p)) {                                                                      \
+      if (::gill::test::shared_required())                                                                  \
+        FAIL() << "missing " << (p).string() << " while GILL_REQUIRE_SHARED=1 (" << ::gill::test::shared_dir().string() \
+               << " must hold it)";                                                                         \
+      GTEST_SKIP() << "missing " << (p).string() << " (skipped; GILL_REQUIRE_SHARED=1 makes this a failure)"; \
+    }                                                                                                       \
   } while (0)
 
 // Compares `actual` with `expected` elementwise: |a-e| <= atol + rtol*|e|. On failure the message names `what`,

@@ -72,6 +72,7 @@ void register_batch(CLI::App& app, Context& ctx) {
         bar->set_note(id);
         bar->set(done);
       };
+      bo.scorer = [&engine](const Prompt& p, const std::vector<std::string>& c) { return engine.score(p, c); };
       bo.stop = &g_stop;
       struct sigaction sa {};
       sa.sa_handler = on_sigint;
