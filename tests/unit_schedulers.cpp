@@ -223,3 +223,20 @@ TEST(Schedulers, BadInputs) {
   EXPECT_EQ(msg([] { SchedulerConfig::from_json(nlohmann::json::parse(R"({"steps_offset": 0.5})")); }),
             "scheduler config: key 'steps_offset' = 0.5: expected an integer");
 }
+
+// SD-1.5's steps_offset 1 pushes the last "leading" timestep of 1000 steps to 1000, outside the trained range
+// (diffusers 0.17.1 fails with an IndexError there): refused by name instead of crashing at the first step;
+// 999 steps run, and Euler (interpolated sigmas) takes 1000.
+TEST(Schedulers, LeadingTimestepsStayInTheTrainedRange) {
+  for (const std::string name : {"pndm", "ddim"}) {
+    auto s = make_scheduler(name, sd_config());
+    gill::test::expect_error([&] { s->set_timesteps(1000); }, gill::ErrorCode::kInvalidArgument,
+                             name + " scheduler: 1000 steps with steps_offset 1 give timestep 1000, outside the "
+                                    "trained range [0, 1000); use fewer steps");
+    s->set_timesteps(999);
+    EXPECT_LT(s->timesteps().max().item<int64_t>(), 1000) << name;
+  }
+  auto e = make_scheduler("euler", sd_config());
+  e->set_timesteps(1000);
+  EXPECT_EQ(e->timesteps().size(0), 1000);
+}

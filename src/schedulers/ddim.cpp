@@ -56,6 +56,7 @@ void DDIMScheduler::set_timesteps(int64_t n_steps) {
       ts.push_back(static_cast<int64_t>(std::nearbyint(v)) - 1);
     }
   }
+  check_timesteps_in_range(name(), ts, n_steps, cfg_.steps_offset, n_train_);
   n_steps_ = n_steps;
   timesteps_ = torch::tensor(ts, torch::kInt64);
 }

@@ -55,6 +55,7 @@ void PNDMScheduler::set_timesteps(int64_t n_steps) {
     // plms = base[:-3], reversed
     for (int64_t k = n_steps - 4; k >= 0; --k) ts.push_back(base[k]);
   }
+  check_timesteps_in_range(name(), ts, n_steps, cfg_.steps_offset, n_train_);
   timesteps_ = torch::tensor(ts, torch::kInt64);
   ets_.clear();
   counter_ = 0;

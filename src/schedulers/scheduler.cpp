@@ -274,6 +274,14 @@ torch::Tensor seeded_latents(uint64_t seed, at::IntArrayRef shape) {
   return torch::randn(shape, gen, torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCPU));
 }
 
+void check_timesteps_in_range(const std::string& who, const std::vector<int64_t>& ts, int64_t n_steps,
+                              int64_t steps_offset, int64_t n_train) {
+  for (int64_t t : ts)
+    GILL_CHECK(t >= 0 && t < n_train, ErrorCode::kInvalidArgument, who, " scheduler: ", n_steps,
+               " steps with steps_offset ", steps_offset, " give timestep ", t, ", outside the trained range [0, ",
+               n_train, "); use fewer steps");
+}
+
 void check_n_steps(const std::string& who, int64_t n_steps, int64_t n_train) {
   GILL_CHECK(n_steps >= 1, ErrorCode::kInvalidArgument, who, " scheduler: the number of steps must be at least 1, got ",
              n_steps);

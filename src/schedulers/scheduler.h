@@ -142,6 +142,11 @@ torch::Tensor seeded_latents(uint64_t seed, at::IntArrayRef shape);
 
 // Throws kInvalidArgument unless 1 <= n_steps <= n_train (shared by the schedulers' set_timesteps).
 void check_n_steps(const std::string& who, int64_t n_steps, int64_t n_train);
+// Every timestep of a "leading" schedule lies in the trained range [0, n_train): with steps_offset > 0 and
+// n_steps close to n_train the last one does not (diffusers 0.17.1 then fails with an IndexError).
+// kInvalidArgument naming the steps, the offset and the timestep.
+void check_timesteps_in_range(const std::string& who, const std::vector<int64_t>& ts, int64_t n_steps,
+                              int64_t steps_offset, int64_t n_train);
 
 // Shared by the schedulers.
 // Throws kUnsupported "<who> scheduler: <key> '<value>' is not supported (<allowed>)" unless value is in allowed.
