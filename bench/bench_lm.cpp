@@ -175,7 +175,7 @@ int run_bench(const BenchLmOptions& o) {
     auto ids = torch::randint(4, c.vocab_size, {1, o.prompt_tokens.front()}, gen, torch::kLong);
     pipeline::GenerateOptions g;
     g.max_new_tokens = o.new_tokens + 1;  // step 0 comes from the prefill
-    auto r = pipeline::generate(model, model->embed_tokens(ids), g, gen);
+    auto r = pipeline::generate(*model, model->embed_tokens(ids), g, gen);
     const double per_token = r.decode_s / std::max<int64_t>(1, static_cast<int64_t>(r.ids.size()) - 1);
     const double floor_s = wbytes / (read_gbs * 1e9) - pos_params * (dtype == torch::kBFloat16 ? 2 : 4) / (read_gbs * 1e9);
     j["decode_s_per_token"] = per_token;
@@ -205,7 +205,7 @@ int run_bench(const BenchLmOptions& o) {
     auto ids = torch::randint(4, c.vocab_size, {1, 8}, gen, torch::kLong);
     pipeline::GenerateOptions g;
     g.max_new_tokens = 1 + std::min<int64_t>(o.new_tokens, 4);
-    auto r = pipeline::generate(model, model->embed_tokens(ids), g, gen);
+    auto r = pipeline::generate(*model, model->embed_tokens(ids), g, gen);
     j["libtorch_bf16_decode_s_per_token"] = r.decode_s / std::max<int64_t>(1, static_cast<int64_t>(r.ids.size()) - 1);
     model->use_gill_kernels(true);
     model->set_compute_dtype(saved);

@@ -19,6 +19,7 @@
 #include "pipeline/gill_model.h"
 #include "pipeline/gill_score.h"
 #include "pipeline/sampling.h"
+#include "pipeline/text_streamer.h"
 #include "util/error.h"
 #include "util/utf8.h"
 
@@ -40,24 +41,12 @@ void check_folder(const char* field, const std::string& path) {
     detail::fail(ErrorCode::kNotFound, str_cat("EngineOptions.", field, ": ", path, ": no such file or folder"));
 }
 
-// "auto" on the CPU: fp32 (exact to the reference) unless the LLM's fp32 weights would take more than half the
-// machine's memory (OPT-6.7B: 27 GB), then bf16 storage (compute stays fp32; see docs/performance.md).
+// "auto": pipeline::auto_storage_dtype (from the LLM folder's tensor bytes, whatever the decoder).
 torch::Dtype pick_dtype(const std::string& dtype, const fs::path& lm_dir) {
   if (dtype == "fp32") return torch::kFloat32;
   if (dtype == "bf16") return torch::kBFloat16;
   if (dtype == "fp16") return torch::kFloat16;
-  int64_t params = 0;
-  try {
-    std::ifstream f(lm_dir / "config.json");
-    auto j = nlohmann::json::parse(f);
-    const int64_t h = j.value("hidden_size", 0), l = j.value("num_hidden_layers", 0), v = j.value("vocab_size", 0);
-    const int64_t ffn = j.value("ffn_dim", 4 * h);
-    params = l * (4 * h * h + 2 * h * ffn) + v * h;
-  } catch (const std::exception&) {
-    return torch::kFloat32;  // the loader reports a bad config.json with its own message
-  }
-  const double ram = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
-  return static_cast<double>(params) * 4 > 0.5 * ram ? torch::kBFloat16 : torch::kFloat32;
+  return pipeline::auto_storage_dtype(lm_dir);
 }
 
 LogLevel to_level(spdlog::level::level_enum l) {
@@ -152,7 +141,7 @@ struct Engine::Impl {
   }
 
   // One turn on `lm` (a fresh adaptor for Engine::generate, the chat's own for Chat::send).
-  Result turn(pipeline::OPTDecoderLM& lm, const Prompt& prompt, const GenerateOptions& o, bool first_turn,
+  Result turn(pipeline::CachedLM& lm, const Prompt& prompt, const GenerateOptions& o, bool first_turn,
               bool keep_cache) {
     torch::NoGradGuard no_grad;
     const auto t0 = std::chrono::steady_clock::now();
@@ -186,11 +175,12 @@ struct Engine::Impl {
       auto gen = std::make_shared<torch::Generator>(pipeline::make_generator(so));
       t.sampler = [so, gen](const torch::Tensor& logits) { return pipeline::sample_next(logits, so, *gen); };
     }
-    // Streaming: decode everything so far and hand out the new suffix (a piece that ends inside a multi-byte
-    // character waits for the next token).
-    std::vector<int64_t> so_far;
-    std::string emitted;
-    int64_t steps_done = 0;
+    // Streaming (pipeline/text_streamer.h): the pieces together are the turn's text, which ends before the
+    // first "\n" after index 0 (split_output's newline cut), so nothing from there on is streamed.
+    pipeline::TextStreamer streamer([this](const std::vector<int64_t>& ids) { return model->tok->decode(ids, true); },
+                                    model->token_ids.img);
+    int64_t steps_done = 0, n_generated = 0;
+    bool cut = false;
     const auto& on_token = o.on_token;
     t.decode.on_step = [&](const std::vector<int64_t>& chosen) {
       progress(o, "tokens", ++steps_done, o.num_words);
@@ -198,16 +188,24 @@ struct Engine::Impl {
         const auto& cancel = o.is_cancelled ? o.is_cancelled : options.is_cancelled;
         if (cancel()) return false;
       }
-      if (!on_token) return true;
-      so_far.insert(so_far.end(), chosen.begin(), chosen.end());
-      const std::string text = model->tok->decode(so_far, true);
-      if (text.size() <= emitted.size() || text.compare(0, emitted.size(), emitted) != 0) return true;
-      std::string piece = text.substr(emitted.size());
-      if (piece.find("\xEF\xBF\xBD") != std::string::npos) return true;  // incomplete UTF-8: wait
-      emitted = text;
-      return on_token(piece);
+      if (!on_token || cut) return true;
+      std::vector<int64_t> kept;
+      for (int64_t id : chosen) {
+        if (id == model->token_ids.newline && n_generated > 0) {
+          cut = true;
+          break;
+        }
+        kept.push_back(id);
+        ++n_generated;
+      }
+      const std::string piece = streamer.push(kept);
+      return piece.empty() || on_token(piece);
     };
     auto r = pipeline::run_turn(model->weights, b, items, t, dump_ptr);
+    if (on_token) {
+      const std::string rest = streamer.finish(r.text);
+      if (!rest.empty()) on_token(rest);  // the turn is complete: a false here cancels nothing
+    }
     if (dump_ptr) dump.write(o.dump_tensors);
 
     Result out;
@@ -250,7 +248,7 @@ struct Engine::Impl {
 
 struct Chat::State {
   Engine::Impl* engine = nullptr;
-  std::unique_ptr<pipeline::OPTDecoderLM> lm;
+  std::unique_ptr<pipeline::CachedLM> lm;
   int64_t turns = 0;
   nlohmann::json transcript = nlohmann::json::array();
 };
@@ -333,7 +331,7 @@ Result Engine::generate(const Prompt& prompt, const GenerateOptions& options) {
   return detail::api_boundary("gill::Engine::generate", [&]() -> Result {
     auto& impl = live(impl_, "gill::Engine::generate");
     options.validate();
-    pipeline::OPTDecoderLM lm(impl.model->lm);
+    pipeline::CachedLM lm(*impl.model->lm);
     return impl.turn(lm, prompt, options, /*first_turn=*/true, /*keep_cache=*/false);
   });
 }
@@ -346,9 +344,11 @@ std::vector<CandidateScore> Engine::score(const Prompt& prompt, const std::vecto
     const GenerateOptions none;  // the engine's callbacks
     impl.check_cancel(none);
     const auto items = prompt.empty() ? std::vector<pipeline::PromptItem>{} : impl.prompt_items(prompt);
-    pipeline::OPTDecoderLM lm(impl.model->lm);
+    pipeline::CachedLM lm(*impl.model->lm);
     auto b = impl.model->backbones(lm, nullptr);
-    auto full_logits = [&](const torch::Tensor& embeds) { return impl.model->lm->forward(embeds).logits[0]; };
+    auto full_logits = [&](const torch::Tensor& embeds) {
+      return impl.model->lm->forward(embeds, nullptr, models::CausalLMForwardOptions()).logits[0];
+    };
     const auto n = static_cast<int64_t>(candidates.size());
     auto scores = pipeline::score_candidates(impl.model->weights, b, items, candidates, full_logits, [&](size_t k) {
       impl.progress(none, "score", static_cast<int64_t>(k), n);
@@ -406,7 +406,7 @@ Chat Engine::chat() {
 
 Chat::Chat(Engine::Impl* engine) : state_(std::make_unique<State>()) {
   state_->engine = engine;
-  state_->lm = std::make_unique<pipeline::OPTDecoderLM>(engine->model->lm);
+  state_->lm = std::make_unique<pipeline::CachedLM>(*engine->model->lm);
 }
 Chat::~Chat() = default;
 Chat::Chat(Chat&&) noexcept = default;
@@ -425,7 +425,7 @@ Result Chat::send(const Prompt& turn, const GenerateOptions& options) {
       s.transcript.push_back(result_json(turn, r));
       return r;
     } catch (...) {
-      s.lm->cache().truncate(before);
+      s.lm->truncate(before);
       throw;
     }
   });

@@ -25,11 +25,6 @@ torch::Tensor linear(const torch::Tensor& x, const LinearImpl& l, bool gemm_fp32
       .to(dt);
 }
 
-torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b, bool gemm_fp32) {
-  if (!gemm_fp32) return torch::matmul(a, b);
-  return torch::matmul(a.to(torch::kFloat32), b.to(torch::kFloat32)).to(a.scalar_type());
-}
-
 json read_json_file(const std::filesystem::path& path, const char* what) {
   std::ifstream in(path);
   GILL_CHECK(in, ErrorCode::kNotFound, path.string(), ": cannot open the ", what);
@@ -135,31 +130,6 @@ torch::Tensor CLIPVisionEmbeddingsImpl::forward(const torch::Tensor& pixel_value
   return emb + position_embedding->forward(position_ids);  // + [1, 1 + P, D]
 }
 
-CLIPAttentionImpl::CLIPAttentionImpl(const CLIPVisionConfig& cfg, const ModuleOptions& opt)
-    : n_heads(cfg.num_attention_heads), head_dim(cfg.head_dim()), scale(std::pow(double(cfg.head_dim()), -0.5)) {
-  const int64_t D = cfg.hidden_size;
-  k_proj = register_module("k_proj", Linear(D, D, true, opt));
-  v_proj = register_module("v_proj", Linear(D, D, true, opt));
-  q_proj = register_module("q_proj", Linear(D, D, true, opt));
-  out_proj = register_module("out_proj", Linear(D, D, true, opt));
-}
-
-torch::Tensor CLIPAttentionImpl::forward(const torch::Tensor& x, bool gemm_fp32) {
-  const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
-  // q is scaled after its bias, as its own op (CLIPAttention.forward).
-  auto q = linear(x, *q_proj, gemm_fp32) * scale;
-  auto k = linear(x, *k_proj, gemm_fp32);
-  auto v = linear(x, *v_proj, gemm_fp32);
-  q = q.view({B, T, n_heads, head_dim}).transpose(1, 2);  // [B, H, T, hd]
-  k = k.view({B, T, n_heads, head_dim}).transpose(1, 2);
-  v = v.view({B, T, n_heads, head_dim}).transpose(1, 2);
-  auto attn = matmul(q, k.transpose(-1, -2), gemm_fp32);  // [B, H, T, T]
-  attn = torch::softmax(attn, -1);                         // no mask in the vision tower
-  auto out = matmul(attn, v, gemm_fp32);                   // [B, H, T, hd]
-  out = out.transpose(1, 2).reshape({B, T, D});            // [B, T, D]
-  return linear(out, *out_proj, gemm_fp32);
-}
-
 CLIPMLPImpl::CLIPMLPImpl(const CLIPVisionConfig& cfg, const ModuleOptions& opt)
     : quick_gelu(cfg.hidden_act == "quick_gelu") {
   fc1 = register_module("fc1", Linear(cfg.hidden_size, cfg.intermediate_size, true, opt));
@@ -174,7 +144,7 @@ torch::Tensor CLIPMLPImpl::forward(const torch::Tensor& x, bool gemm_fp32) {
 }
 
 CLIPEncoderLayerImpl::CLIPEncoderLayerImpl(const CLIPVisionConfig& cfg, const ModuleOptions& opt) {
-  self_attn = register_module("self_attn", CLIPAttention(cfg, opt));
+  self_attn = register_module("self_attn", CLIPAttention(cfg.hidden_size, cfg.num_attention_heads, opt));
   layer_norm1 = register_module("layer_norm1", LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, true, opt));
   mlp = register_module("mlp", CLIPMLP(cfg, opt));
   layer_norm2 = register_module("layer_norm2", LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, true, opt));

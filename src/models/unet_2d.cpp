@@ -12,7 +12,7 @@
 namespace gill::models {
 
 using detail::str_cat;
-using namespace sd_detail;
+using namespace ops;
 
 namespace {
 

@@ -13,7 +13,7 @@
 namespace gill::models {
 
 using detail::str_cat;
-using namespace sd_detail;
+using namespace ops;
 
 namespace {
 constexpr double kVaeEps = 1e-6;  // every VAE GroupNorm (resnets, attention, conv_norm_out)
@@ -68,7 +68,7 @@ VAEAttentionImpl::VAEAttentionImpl(int64_t c, int64_t groups, const ModuleOption
 
 torch::Tensor VAEAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  auto t = sd_detail::group_norm(group_norm, x).view({B, C, H * W}).transpose(1, 2);  // [B, HW, C]
+  auto t = ops::group_norm(group_norm, x).view({B, C, H * W}).transpose(1, 2);  // [B, HW, C]
   auto q = linear(to_q, t), k = linear(to_k, t), v = linear(to_v, t);
   auto o = attention(q, k, v, 1, 1.0 / std::sqrt(static_cast<double>(C)), /*upcast_softmax=*/true);
   o = linear(out, o);                                 // [B, HW, C]

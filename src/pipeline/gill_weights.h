@@ -9,7 +9,8 @@
 #include <optional>
 #include <string>
 
-#include "models/gill_mapper.h"
+#include "models/decision_head.h"
+#include "models/gill_heads.h"
 #include "pipeline/retrieval.h"
 
 namespace gill::pipeline {
