@@ -9,8 +9,7 @@ namespace {
 
 // A GEMM of CLIPAttention: with gemm_fp32, fp32 on upcast operands and one rounding to the input dtype.
 torch::Tensor clip_attention_linear(const torch::Tensor& x, const LinearImpl& l, bool gemm_fp32) {
-  if (!gemm_fp32)
-    return torch::nn::functional::linear(x, ops::as_compute(l.weight, x), ops::as_compute(l.bias, x));
+  if (!gemm_fp32) return torch::nn::functional::linear(x, ops::as_compute(l.weight, x), ops::as_compute(l.bias, x));
   const auto dt = x.scalar_type();
   return torch::nn::functional::linear(x.to(torch::kFloat32), l.weight.to(torch::kFloat32),
                                        l.bias.defined() ? l.bias.to(torch::kFloat32) : torch::Tensor())

@@ -15,7 +15,7 @@ class DecisionHeadImpl : public torch::nn::Module {
  public:
   DecisionHeadImpl(int64_t in_dim, const ModuleOptions& opt);
   torch::Tensor forward(const torch::Tensor& x);  // [B, D] -> [B, 2] (dropout is the identity at inference)
-  Linear linear{nullptr};  // ckpt: 1
+  Linear linear{nullptr};                         // ckpt: 1
 };
 TORCH_MODULE(DecisionHead);
 

@@ -47,15 +47,15 @@ GILLArgs GILLArgs::from_json(const nlohmann::json& j, const std::string& where) 
 
   GILL_CHECK(a.text_fc_mode == "gill_mapper", ErrorCode::kUnsupported, where, ": text_fc_mode '", a.text_fc_mode,
              "' is not supported (only 'gill_mapper')");
-  GILL_CHECK(a.ret_text_fc_mode == "linear", ErrorCode::kUnsupported, where, ": ret_text_fc_mode '",
-             a.ret_text_fc_mode, "' is not supported (only 'linear')");
+  GILL_CHECK(a.ret_text_fc_mode == "linear", ErrorCode::kUnsupported, where, ": ret_text_fc_mode '", a.ret_text_fc_mode,
+             "' is not supported (only 'linear')");
   GILL_CHECK(a.text_emb_layers == std::vector<int64_t>{-1}, ErrorCode::kUnsupported, where,
              ": text_emb_layers must be [-1] (the reference's only configuration)");
   GILL_CHECK(a.share_ret_gen, ErrorCode::kUnsupported, where,
              ": share_ret_gen must be true (the reference's load_gill asserts it)");
-  GILL_CHECK(a.num_tokens > 0 && a.n_visual_tokens > 0 && a.ret_emb_dim > 0 && a.gen_emb_dim > 0 &&
-                 a.num_clip_tokens > 0,
-             ErrorCode::kFormat, where, ": sizes must be positive");
+  GILL_CHECK(
+      a.num_tokens > 0 && a.n_visual_tokens > 0 && a.ret_emb_dim > 0 && a.gen_emb_dim > 0 && a.num_clip_tokens > 0,
+      ErrorCode::kFormat, where, ": sizes must be positive");
   GILL_CHECK(static_cast<int64_t>(a.retrieval_token_idx.size()) == a.num_tokens, ErrorCode::kFormat, where,
              ": retrieval_token_idx has ", a.retrieval_token_idx.size(), " entries but num_tokens is ", a.num_tokens);
   GILL_CHECK(a.gen_token_idx == a.retrieval_token_idx, ErrorCode::kFormat, where,
@@ -76,14 +76,22 @@ GILLArgs GILLArgs::from_file(const std::filesystem::path& path) {
 }
 
 nlohmann::json GILLArgs::to_json() const {
-  return {{"opt_version", opt_version},   {"freeze_lm", freeze_lm},
-          {"visual_encoder", visual_encoder}, {"freeze_vm", freeze_vm},
-          {"n_visual_tokens", n_visual_tokens}, {"ret_emb_dim", ret_emb_dim},
-          {"gen_emb_dim", gen_emb_dim},   {"text_emb_layers", text_emb_layers},
-          {"text_fc_mode", text_fc_mode}, {"ret_text_fc_mode", ret_text_fc_mode},
-          {"num_tokens", num_tokens},     {"num_clip_tokens", num_clip_tokens},
-          {"share_ret_gen", share_ret_gen}, {"norm_image_embed", norm_image_embed},
-          {"retrieval_token_idx", retrieval_token_idx}, {"gen_token_idx", gen_token_idx}};
+  return {{"opt_version", opt_version},
+          {"freeze_lm", freeze_lm},
+          {"visual_encoder", visual_encoder},
+          {"freeze_vm", freeze_vm},
+          {"n_visual_tokens", n_visual_tokens},
+          {"ret_emb_dim", ret_emb_dim},
+          {"gen_emb_dim", gen_emb_dim},
+          {"text_emb_layers", text_emb_layers},
+          {"text_fc_mode", text_fc_mode},
+          {"ret_text_fc_mode", ret_text_fc_mode},
+          {"num_tokens", num_tokens},
+          {"num_clip_tokens", num_clip_tokens},
+          {"share_ret_gen", share_ret_gen},
+          {"norm_image_embed", norm_image_embed},
+          {"retrieval_token_idx", retrieval_token_idx},
+          {"gen_token_idx", gen_token_idx}};
 }
 
 // ---------------------------------------------------------------------------------------------- GILLDims
@@ -119,13 +127,13 @@ GILLDims GILLDims::from_checkpoint(const io::TensorSource& src, const std::strin
              ": no mapper transformer layers under '", prefix, g, "tfm.'");
   GILL_CHECK(d.mapper_dim % d.mapper_heads == 0, ErrorCode::kShapeMismatch, src.description(), ": mapper width ",
              d.mapper_dim, " is not divisible by ", d.mapper_heads, " heads");
-  GILL_CHECK(ve[0] % d.lm_hidden == 0, ErrorCode::kShapeMismatch, src.description(),
-             ": visual_embeddings has ", ve[0], " outputs, not a multiple of the LM width ", d.lm_hidden);
+  GILL_CHECK(ve[0] % d.lm_hidden == 0, ErrorCode::kShapeMismatch, src.description(), ": visual_embeddings has ", ve[0],
+             " outputs, not a multiple of the LM width ", d.lm_hidden);
   d.n_visual_tokens = ve[0] / d.lm_hidden;
 
   auto agree = [&](const char* field_name, int64_t from_args, int64_t from_ckpt, const std::string& tensor) {
-    GILL_CHECK(from_args == from_ckpt, ErrorCode::kShapeMismatch, "model_args.json says ", field_name, " = ",
-               from_args, " but ", src.description(), " has ", from_ckpt, " (tensor '", prefix + tensor, "' ",
+    GILL_CHECK(from_args == from_ckpt, ErrorCode::kShapeMismatch, "model_args.json says ", field_name, " = ", from_args,
+               " but ", src.description(), " has ", from_ckpt, " (tensor '", prefix + tensor, "' ",
                detail::shape_str(src.info(prefix + tensor).shape), ")");
   };
   agree("ret_emb_dim", args.ret_emb_dim, d.ret_emb_dim, "ret_text_hidden_fcs.0.model.weight");

@@ -30,7 +30,9 @@ torch::Tensor GILLHeadsImpl::visual_embs(const torch::Tensor& pooled) {
   return visual_embeddings(pooled).view({pooled.size(0), dims.n_visual_tokens, dims.lm_hidden});  // [B, 4, D]
 }
 
-torch::Tensor GILLHeadsImpl::visual_retrieval(const torch::Tensor& pooled) { return visual_fc(pooled); }
+torch::Tensor GILLHeadsImpl::visual_retrieval(const torch::Tensor& pooled) {
+  return visual_fc(pooled);
+}
 
 // ---------------------------------------------------------------------------------------------- load tables
 

@@ -39,8 +39,8 @@ class GILLHeadsImpl : public torch::nn::Module {
   torch::Tensor logit_scale;  // [] (log scale; exp() folds into the retrieval matrix)
   Linear visual_embeddings{nullptr}, visual_fc{nullptr};
   torch::nn::ModuleList ret_text_hidden_fcs{nullptr}, gen_text_hidden_fcs{nullptr};  // registration (ckpt: .0)
-  TextFcLinear ret_fc{nullptr};  // = ret_text_hidden_fcs[0]
-  GILLMapper mapper{nullptr};    // = gen_text_hidden_fcs[0]
+  TextFcLinear ret_fc{nullptr};                                                      // = ret_text_hidden_fcs[0]
+  GILLMapper mapper{nullptr};                                                        // = gen_text_hidden_fcs[0]
 };
 TORCH_MODULE(GILLHeads);
 

@@ -21,7 +21,7 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& q_in, const t
   const int64_t B = q_in.size(0), Tq = q_in.size(1), Tk = kv_in.size(1), hd = dim / n_heads;
   auto w = in_proj_weight.chunk(3, 0);
   auto b = in_proj_bias.chunk(3, 0);
-  auto q = torch::nn::functional::linear(q_in, w[0], b[0]);  // [B, Tq, E]
+  auto q = torch::nn::functional::linear(q_in, w[0], b[0]);   // [B, Tq, E]
   auto k = torch::nn::functional::linear(kv_in, w[1], b[1]);  // [B, Tk, E]
   auto v = torch::nn::functional::linear(kv_in, w[2], b[2]);
   q = q.view({B, Tq, n_heads, hd}).transpose(1, 2);  // [B, H, Tq, hd]
@@ -106,9 +106,9 @@ GILLMapperImpl::GILLMapperImpl(const GILLDims& d, const ModuleOptions& opt) {
 }
 
 torch::Tensor GILLMapperImpl::forward(const torch::Tensor& hidden, const torch::Tensor& img_embs) {
-  auto x = fc(hidden + img_embs);                       // [B, 8, M]
-  auto q = query_embs.expand({x.size(0), -1, -1});      // [B, Q, M]
-  return model(tfm(x, q));                              // [B, Q, gen_emb_dim]
+  auto x = fc(hidden + img_embs);                   // [B, 8, M]
+  auto q = query_embs.expand({x.size(0), -1, -1});  // [B, Q, M]
+  return model(tfm(x, q));                          // [B, Q, gen_emb_dim]
 }
 
 }  // namespace gill::models

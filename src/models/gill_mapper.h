@@ -87,8 +87,8 @@ class GILLMapperImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& img_embs);
   Linear fc{nullptr};
   Transformer tfm{nullptr};
-  Linear model{nullptr};      // ckpt: model (the output Linear)
-  torch::Tensor query_embs;   // [1, n_queries, mapper_dim]
+  Linear model{nullptr};     // ckpt: model (the output Linear)
+  torch::Tensor query_embs;  // [1, n_queries, mapper_dim]
 };
 TORCH_MODULE(GILLMapper);
 

@@ -18,7 +18,8 @@ namespace gill::pipeline {
 class TextStreamer {
  public:
   using Decode = std::function<std::string(const std::vector<int64_t>&)>;
-  explicit TextStreamer(Decode decode, std::vector<int64_t> flush_after = {}, std::vector<std::string> stop_strings = {})
+  explicit TextStreamer(Decode decode, std::vector<int64_t> flush_after = {},
+                        std::vector<std::string> stop_strings = {})
       : decode_(std::move(decode)), flush_after_(std::move(flush_after)), stop_strings_(std::move(stop_strings)) {}
   std::string push(int64_t id) { return push(std::vector<int64_t>{id}); }
   std::string push(const std::vector<int64_t>& ids);  // the new printable text (maybe empty)
