@@ -41,6 +41,10 @@ std::string to_json(const Result& r, const TurnRecord& record = {}, int indent =
 // A JSON value as text, with the same UTF-8 replacement (indent -1: one line).
 std::string dump_json(const nlohmann::json& j, int indent = 2);
 
+// One line per image block, for a terminal: "[image 1: generated (p_gen 0.62, p_ret 0.38) -> out/gen_0.png]",
+// "[image 1: retrieved #5 (score 12.3; p_gen ...) -> FILE or URL]", ...; each line ends with '\n'.
+std::string image_lines(const Result& r);
+
 // The PNG text chunks of a generated image: caption, seed, steps, cfg_scale, scheduler, gen_scale_factor,
 // Software (`software`, e.g. "gill run").
 std::vector<std::pair<std::string, std::string>> png_settings(const ImageBlock& b, const GenerateOptions& o,

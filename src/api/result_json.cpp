@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 
 #include "util/error.h"
 
@@ -159,6 +160,29 @@ std::string dump_json(const json& j, int indent) {
 
 std::string to_json(const Result& r, const TurnRecord& record, int indent) {
   return dump_json(result_json(r, record), indent);
+}
+
+std::string image_lines(const Result& r) {
+  std::ostringstream out;
+  for (size_t k = 0; k < r.images.size(); ++k) {
+    const ImageBlock& b = r.images[k];
+    const std::string probs = str_cat("p_gen ", result_number(b.p_gen), ", p_ret ", result_number(b.p_ret));
+    const std::string& gen = b.generated_file;
+    if (b.decision == "gen" && !gen.empty()) {
+      out << "[image " << k + 1 << ": generated (" << probs << ") -> " << gen << "]\n";
+    } else if (!b.retrieved.empty()) {
+      const auto& h = b.retrieved[0];
+      out << "[image " << k + 1 << ": retrieved #" << h.index << " (score " << result_number(h.score) << "; " << probs
+          << ") -> " << (h.file.empty() ? h.path : h.file) << "]\n";
+      if (!gen.empty()) out << "[image " << k + 1 << ": also generated (--always-generate) -> " << gen << "]\n";
+    } else if (!gen.empty()) {
+      out << "[image " << k + 1 << ": generated (" << probs << ") -> " << gen << "]\n";
+    } else {
+      out << "[image " << k + 1 << ": decision '" << b.decision << "' (" << probs
+          << ") but nothing to show: no retrieval index and Stable Diffusion not loaded]\n";
+    }
+  }
+  return out.str();
 }
 
 std::vector<std::pair<std::string, std::string>> png_settings(const ImageBlock& b, const GenerateOptions& o,

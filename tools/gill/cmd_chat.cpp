@@ -3,13 +3,14 @@
 // image to the next turn, `/reset` forgets the conversation, `/save FILE` writes the transcript, `/quit`.
 #include <gill/gill.h>
 #include <gill/progress.h>
+#include <gill/result_json.h>
+#include <gill/result_json.h>
 #include <unistd.h>
 
 #include <iostream>
 
 #include "api_options.h"
 #include "cli_common.h"
-#include "gill_outputs.h"
 #include "output_checks.h"
 
 namespace gill::cli {
@@ -86,7 +87,7 @@ int run_chat(ChatArgs& a, const Context& ctx) {
       p.push_back(Segment::Text(cmd));
       const Result r = chat.send(p, go);
       std::cout << "\n";
-      print_image_lines(r, std::cout);
+      std::cout << image_lines(r);
       std::cout << std::flush;
       pending.clear();
     } catch (const Error& e) {

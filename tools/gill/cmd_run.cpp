@@ -143,7 +143,7 @@ int run_gill(RunArgs& a, const Context& ctx) {
   Result r = engine.generate(prompt, go);
   std::cout << "\n";
   write_turn_files(r, {a.out_dir, "", true, "gill run"}, a.gen);
-  print_image_lines(r, std::cout);
+  std::cout << image_lines(r);
   if (!a.json_path.empty()) write_json_file(a.json_path, result_json(r, {&a.prompt, &a.gen}));
   spdlog::info(
       "prompt {} tokens in {:.2f} s, {} new tokens in {:.2f} s, retrieval {:.2f} s, generation {:.2f} s, {} thread(s)",
