@@ -4,7 +4,6 @@
 #include <gill/gill.h>
 #include <gill/progress.h>
 #include <gill/result_json.h>
-#include <gill/result_json.h>
 #include <unistd.h>
 
 #include <iostream>
