@@ -66,7 +66,8 @@ std::unique_ptr<Setup> make_setup() {
   auto dir = test::temp_dir("gill_turn");
   for (const char* f : {"model_args.json", "pretrained_ckpt.safetensors", "decision_model.safetensors"})
     fs::copy_file(data_dir() / "gill" / f, dir / f, fs::copy_options::overwrite_existing);
-  s->w = load_gill_weights(dir, data_dir() / "gill" / "cc3m_index.safetensors", torch::kFloat32);
+  s->w = load_gill_weights(dir, models::GILLArgs::from_file(dir / "model_args.json"),
+                           data_dir() / "gill" / "cc3m_index.safetensors", torch::kFloat32);
   fs::remove_all(dir);
   s->lm = std::make_unique<FakeLM>(s->w.img_rows);
   s->b.lm = s->lm.get();
