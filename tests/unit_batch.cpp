@@ -52,7 +52,7 @@ batch::Runner fake_runner(int delay_ms = 0, std::atomic<int>* calls = nullptr) {
       ImageBlock b;
       b.decision = "ret";
       b.p_ret = 0.9f;
-      b.retrieved.push_back({"http://cc3m.invalid/1.jpg", 0.5f, 1});
+      b.retrieved.push_back({"http://cc3m.invalid/1.jpg", 0.5f, 1, ""});
       r.images.push_back(b);
     }
     r.timings.total_s = 0.001;

@@ -33,7 +33,7 @@ Result full_result() {
   b.decision = "ret";
   b.p_gen = 0.25f;
   b.p_ret = 0.75f;
-  b.retrieved.push_back({"http://cc3m.invalid/1.jpg", 12.5f, 1});
+  b.retrieved.push_back({"http://cc3m.invalid/1.jpg", 12.5f, 1, ""});
   b.retrieved.push_back({"/data/img/2.png", 11.0f, 2, "out/ret_0_1.png"});
   Image im;
   im.width = 4;
