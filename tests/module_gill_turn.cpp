@@ -161,7 +161,7 @@ TEST(GillTurn, RoutingRetrievalAndOutputs) {
   // written.
   auto out = test::temp_dir("gill_turn_out");
   Result res = gill::detail::to_result(r2, s2->w.index.base_dir);
-  write_turn_files(res, {out.string()}, GenerateOptions{});
+  write_turn_files(res, {out.string(), ""}, GenerateOptions{});
   const auto j = result_json(res);
   int written = 0;
   for (const auto& e : fs::directory_iterator(out)) written += e.path().extension() == ".png";
@@ -186,7 +186,7 @@ TEST(GillTurn, LocalRetrievalFilesAreCopied) {
   r.blocks.push_back(b);
   auto out = dir / "out";
   Result res = gill::detail::to_result(r, s->w.index.base_dir);
-  write_turn_files(res, {out.string()}, GenerateOptions{});
+  write_turn_files(res, {out.string(), ""}, GenerateOptions{});
   const auto j = result_json(res);
   const auto file = j["images"][0]["retrieved"][0]["file"].get<std::string>();
   EXPECT_EQ(fs::path(file).filename(), "ret_0_0.png");
