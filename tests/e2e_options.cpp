@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "result_schema.h"
 #include "test_support.h"
 
 using gill::test::run_cli;
@@ -47,6 +48,7 @@ TEST_F(RunOptionsCli, ThreadsFlagIsTheIntraOpThreadCountOfAnLmRun) {
                       "2,40,41", "-n", "3", "--no-eos-stop", "--json", js.string()});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const json j = read_json(js);
+    EXPECT_EQ(gill::test::schema_problems(j, "lm"), std::vector<std::string>{}) << j.dump(2);
     EXPECT_EQ(j["timings"]["threads"], t);
     EXPECT_EQ(j["token_ids"].size(), 3u);
     EXPECT_EQ(j["stop_reason"], "max_new_tokens");

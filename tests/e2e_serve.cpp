@@ -16,6 +16,7 @@
 
 #include "io/atomic_file.h"
 #include "io/image.h"
+#include "result_schema.h"
 #include "test_support.h"
 #include "tiny/tiny.h"
 
@@ -274,6 +275,9 @@ TEST_F(Serve, ChatCompletionEqualsTheLibrarysTurn) {
   ASSERT_EQ(want.images.size(), 1u);
   const json& b = msg["image_blocks"][0];
   const ImageBlock& wb = want.images[0];
+  // The blocks and timings are the library's serialiser's (docs/result-schema.md).
+  EXPECT_EQ(gill::test::schema_problems(b, "block"), std::vector<std::string>{}) << b.dump(2);
+  EXPECT_EQ(gill::test::schema_problems(j["timings"], "timings"), std::vector<std::string>{}) << j["timings"].dump(2);
   EXPECT_EQ(b["decision"], wb.decision);
   EXPECT_FLOAT_EQ(b["probabilities"]["gen"].get<float>(), wb.p_gen);
   EXPECT_FLOAT_EQ(b["probabilities"]["ret"].get<float>(), wb.p_ret);

@@ -78,7 +78,7 @@ struct GenerateOptions {
   uint64_t seed = 1337;
   int steps = 50;                 // SD denoising steps
   float guidance_scale = 7.5f;
-  std::string scheduler = "pndm"; // pndm | ddim | euler | dpm++2m
+  std::string scheduler = "pndm";  // one of scheduler_names()
   bool always_generate = false;   // run SD for every [IMG] block, like the reference
   std::string dump_tensors;       // path of a safetensors dump of every stage ("" = none)
   // Per-call callbacks (empty: the engine's).
@@ -89,10 +89,15 @@ struct GenerateOptions {
   void validate() const;
 };
 
+// The one rule for "is this a URL" (a scheme, then "://": http://..., https://..., s3://...): a retrieved item
+// whose path is a URL is reported, never fetched or copied.
+bool is_url(const std::string& path);
+
 struct RetrievedImage {
   std::string path;  // local path or URL (URLs are reported, never fetched)
   float score = 0;
   int64_t index = -1;
+  std::string file;  // the local copy write_turn_files made (gill/result_json.h), "" = none
 };
 
 struct ImageBlock {
@@ -105,6 +110,8 @@ struct ImageBlock {
   // block's; computed when an index is loaded (as the reference), else 0.
   float gen_rank_score = 0;
   uint64_t seed = 0;
+  // Where the generated image went, "" = nowhere: the PNG write_turn_files wrote, a URL a server answers with.
+  std::string generated_file, generated_url;
 };
 
 struct Timings {
@@ -113,12 +120,23 @@ struct Timings {
   int threads = 0;  // libtorch intra-op threads the call ran with
 };
 
+// How a call computed (recorded in every transcript, docs/result-schema.md "compute").
+struct ComputeInfo {
+  std::string device;        // "cpu"
+  std::string dtype;         // weight storage: "fp32" | "bf16" | "fp16"
+  std::string requested;     // the compute option: "auto" | "fp32" | "bf16"
+  std::string compute;       // what bf16-stored weights compute in here: "fp32" | "bf16"
+  std::string gemv_kernel;   // the decode GEMV kernel: "avx512_bf16" | "avx2" | "scalar"
+  bool native_bf16 = false;  // the CPU runs bf16 natively (AVX512-BF16 or AMX-BF16)
+};
+
 struct Result {
   std::string text;               // the whole generated text (after the newline cut), [IMG] tokens included
   std::vector<ImageBlock> images; // one per processed [IMG] block, in order
   std::string trailing_text;      // text after the last block (the reference drops it; we keep it here)
   std::vector<int64_t> token_ids; // generated ids
   Timings timings;
+  ComputeInfo compute;
 };
 
 // One candidate's score from Engine::score: the reference's GILL.get_log_likelihood_scores(prompt + [candidate]).
@@ -170,6 +188,12 @@ class Chat {
   Chat& operator=(Chat&&) noexcept;
   Result send(const Prompt& turn, const GenerateOptions& options = {});
   void reset();
+  // From now on each turn writes its images into `dir` (created when missing) as turnN_gen_K.png and
+  // turnN_ret_K_I.EXT (write_turn_files, gill/result_json.h; N counts every turn this Chat sent, resets included),
+  // and its Result and the transcript name those files. "" (the default) writes nothing.
+  void set_output_dir(const std::string& dir);
+  // The conversation since the last reset: a JSON array of turn objects (docs/result-schema.md), each with its
+  // prompt, settings and "turn" (1, 2, ...). "[]" before the first turn.
   std::string transcript_json() const;
 
   struct State;

@@ -46,6 +46,7 @@ struct LmResult {
   std::string stop_reason;  // max_new_tokens | eos | newline | stop_string | callback | max_positions
   double load_s = 0, prefill_s = 0, decode_s = 0;
   int threads = 0;          // libtorch intra-op threads the call ran with
+  ComputeInfo compute;      // device, storage dtype, compute policy
 };
 
 LmResult generate_text(const LmOptions& options);

@@ -1,6 +1,7 @@
 // gill::Engine and gill::Chat over the GILL pipeline (src/pipeline/gill_model.h, gill_generate.h).
 // Every entry point goes through detail::api_boundary, so callers see gill::Error only.
 #include <gill/gill.h>
+#include <gill/result_json.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -14,8 +15,10 @@
 
 #include "api/boundary.h"
 #include "api/runtime.h"
+#include "api/turn_result.h"
 #include "io/image.h"
 #include "io/tensor_dump.h"
+#include "io/tensor_source.h"
 #include "pipeline/gill_model.h"
 #include "pipeline/gill_score.h"
 #include "pipeline/sampling.h"
@@ -43,9 +46,7 @@ void check_folder(const char* field, const std::string& path) {
 
 // "auto": pipeline::auto_storage_dtype (from the LLM folder's tensor bytes, whatever the decoder).
 torch::Dtype pick_dtype(const std::string& dtype, const fs::path& lm_dir) {
-  if (dtype == "fp32") return torch::kFloat32;
-  if (dtype == "bf16") return torch::kBFloat16;
-  if (dtype == "fp16") return torch::kFloat16;
+  if (dtype != "auto") return io::parse_torch_dtype(dtype);
   return pipeline::auto_storage_dtype(lm_dir);
 }
 
@@ -89,6 +90,7 @@ struct Engine::Impl {
   }
   std::unique_ptr<pipeline::GILLModel> model;
   torch::Dtype dtype = torch::kFloat32;
+  ComputeInfo compute;  // recorded in every Result
 
   void check_cancel(const GenerateOptions& o) const {
     const auto& cancel = o.is_cancelled ? o.is_cancelled : options.is_cancelled;
@@ -208,39 +210,9 @@ struct Engine::Impl {
     }
     if (dump_ptr) dump.write(o.dump_tensors);
 
-    Result out;
-    out.text = r.text;
-    out.trailing_text = r.trailing_text;
-    out.token_ids = r.ids;
-    out.timings.load_s = 0;
-    out.timings.prompt_s = r.prompt_s;
-    out.timings.decode_s = r.decode_s;
-    out.timings.prompt_tokens = r.prompt_tokens;
-    out.timings.new_tokens = static_cast<int64_t>(r.ids.size());
+    Result out = detail::to_result(r, model->weights.index.base_dir);
     out.timings.threads = at::get_num_threads();
-    for (const auto& blk : r.blocks) {
-      ImageBlock ib;
-      ib.caption = blk.caption;
-      ib.decision = blk.decision;
-      ib.p_gen = static_cast<float>(blk.p_gen);
-      ib.p_ret = static_cast<float>(blk.p_ret);
-      for (const auto& h : blk.retrieved) {
-        RetrievedImage ri;
-        ri.index = h.index;
-        ri.score = static_cast<float>(h.score);
-        const bool url = h.path.find("://") != std::string::npos;
-        ri.path = url || fs::path(h.path).is_absolute()
-                      ? h.path
-                      : (model->weights.index.base_dir / h.path).lexically_normal().string();
-        ib.retrieved.push_back(ri);
-      }
-      ib.generated = blk.generated;
-      ib.gen_rank_score = static_cast<float>(blk.gen_rank_score);
-      ib.seed = blk.seed;
-      out.timings.retrieval_s += blk.retrieval_s;
-      out.timings.generation_s += blk.generation_s;
-      out.images.push_back(std::move(ib));
-    }
+    out.compute = compute;
     out.timings.total_s = seconds_since(t0);
     return out;
   }
@@ -249,7 +221,9 @@ struct Engine::Impl {
 struct Chat::State {
   Engine::Impl* engine = nullptr;
   std::unique_ptr<pipeline::CachedLM> lm;
-  int64_t turns = 0;
+  int64_t turns = 0;    // since the last reset
+  int64_t n_sent = 0;   // every turn sent (names the files)
+  std::string out_dir;  // set_output_dir
   nlohmann::json transcript = nlohmann::json::array();
 };
 
@@ -258,28 +232,6 @@ namespace {
 Engine::Impl& live(const std::unique_ptr<Engine::Impl>& impl, const char* entry) {
   GILL_CHECK(impl, ErrorCode::kInvalidArgument, entry, ": this Engine was moved from");
   return *impl;
-}
-
-nlohmann::json result_json(const Prompt& prompt, const Result& r) {
-  nlohmann::json p = nlohmann::json::array();
-  for (const auto& s : prompt) {
-    if (s.kind == Segment::Kind::kText) p.push_back({{"text", s.text}});
-    else if (s.kind == Segment::Kind::kImageFile) p.push_back({{"image", s.image_path}});
-    else p.push_back({{"image", str_cat("<", s.image.width, "x", s.image.height, " pixels>")}});
-  }
-  nlohmann::json images = nlohmann::json::array();
-  for (const auto& b : r.images) {
-    nlohmann::json rets = nlohmann::json::array();
-    for (const auto& h : b.retrieved) rets.push_back({{"path", h.path}, {"score", h.score}, {"index", h.index}});
-    images.push_back({{"caption", b.caption},
-                      {"decision", b.decision},
-                      {"p_gen", b.p_gen},
-                      {"p_ret", b.p_ret},
-                      {"retrieved", rets},
-                      {"generated", b.generated.has_value()},
-                      {"seed", b.seed}});
-  }
-  return {{"prompt", p}, {"text", r.text}, {"images", images}, {"token_ids", r.token_ids}};
 }
 
 }  // namespace
@@ -309,15 +261,15 @@ Engine::Engine(const EngineOptions& options) {
     mo.paths.index = options.index_path;
     mo.load_sd = options.load_sd;
     // The LLM folder decides "auto"; resolve it first (errors name the missing component).
-    const auto paths = pipeline::resolve_weight_paths(mo.paths, options.load_sd);
-    mo.dtype = pick_dtype(options.dtype, paths.lm);
+    mo.resolved = pipeline::resolve_weight_paths(mo.paths, options.load_sd);
+    mo.dtype = pick_dtype(options.dtype, mo.resolved->lm);
     mo.compute = detail::decide_compute(options.compute, "EngineOptions.compute");
     impl->dtype = mo.dtype;
+    impl->compute = detail::compute_info(options.device, io::torch_dtype_name(mo.dtype), options.compute, mo.compute);
     if (options.on_progress) options.on_progress("load", 0, 1);
     impl->model = pipeline::GILLModel::load(mo);
     if (options.on_progress) options.on_progress("load", 1, 1);
-    spdlog::info("loaded GILL in {:.2f} s ({}, {})", impl->model->load_s,
-                 mo.dtype == torch::kFloat32 ? "fp32" : mo.dtype == torch::kBFloat16 ? "bf16" : "fp16",
+    spdlog::info("loaded GILL in {:.2f} s ({}, {})", impl->model->load_s, impl->compute.dtype,
                  impl->model->sd ? "with Stable Diffusion" : "no Stable Diffusion");
     impl_ = std::move(impl);
   });
@@ -419,15 +371,25 @@ Result Chat::send(const Prompt& turn, const GenerateOptions& options) {
     auto& s = *state_;
     // A failed turn leaves the cache at an unknown length: remember where it was and roll back on error.
     const int64_t before = s.lm->n_past();
+    Result r;
     try {
-      Result r = s.engine->turn(*s.lm, turn, options, s.turns == 0, /*keep_cache=*/true);
-      ++s.turns;
-      s.transcript.push_back(result_json(turn, r));
-      return r;
+      r = s.engine->turn(*s.lm, turn, options, s.turns == 0, /*keep_cache=*/true);
     } catch (...) {
       s.lm->truncate(before);
       throw;
     }
+    ++s.turns;
+    ++s.n_sent;
+    // The turn is part of the conversation now; a failed image write is reported after it is recorded.
+    try {
+      if (!s.out_dir.empty())
+        write_turn_files(r, {s.out_dir, str_cat("turn", s.n_sent, "_"), true, "gill chat"}, options);
+    } catch (...) {
+      s.transcript.push_back(result_json(r, {&turn, &options, s.turns}));
+      throw;
+    }
+    s.transcript.push_back(result_json(r, {&turn, &options, s.turns}));
+    return r;
   });
 }
 
@@ -438,6 +400,45 @@ void Chat::reset() {
   state_->transcript = nlohmann::json::array();
 }
 
-std::string Chat::transcript_json() const { return state_ ? state_->transcript.dump(2) : "[]"; }
+void Chat::set_output_dir(const std::string& dir) {
+  if (state_) state_->out_dir = dir;
+}
+
+std::string Chat::transcript_json() const {
+  return state_ ? dump_json(state_->transcript) : "[]";
+}
+
+Result detail::to_result(const pipeline::TurnResult& r, const fs::path& index_dir) {
+  Result out;
+  out.text = r.text;
+  out.trailing_text = r.trailing_text;
+  out.token_ids = r.ids;
+  out.timings.prompt_s = r.prompt_s;
+  out.timings.decode_s = r.decode_s;
+  out.timings.prompt_tokens = r.prompt_tokens;
+  out.timings.new_tokens = static_cast<int64_t>(r.ids.size());
+  for (const auto& blk : r.blocks) {
+    ImageBlock ib;
+    ib.caption = blk.caption;
+    ib.decision = blk.decision;
+    ib.p_gen = static_cast<float>(blk.p_gen);
+    ib.p_ret = static_cast<float>(blk.p_ret);
+    for (const auto& h : blk.retrieved) {
+      RetrievedImage ri;
+      ri.index = h.index;
+      ri.score = static_cast<float>(h.score);
+      ri.path =
+          is_url(h.path) || fs::path(h.path).is_absolute() ? h.path : (index_dir / h.path).lexically_normal().string();
+      ib.retrieved.push_back(ri);
+    }
+    ib.generated = blk.generated;
+    ib.gen_rank_score = static_cast<float>(blk.gen_rank_score);
+    ib.seed = blk.seed;
+    out.timings.retrieval_s += blk.retrieval_s;
+    out.timings.generation_s += blk.generation_s;
+    out.images.push_back(std::move(ib));
+  }
+  return out;
+}
 
 }  // namespace gill

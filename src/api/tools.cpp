@@ -72,6 +72,7 @@ LmResult generate_text(const LmOptions& o) {
     out.prefill_s = r.prefill_s;
     out.decode_s = r.decode_s;
     out.threads = threads;
+    out.compute = detail::compute_info(o.device, ro.dtype, o.compute, ro.compute);
     return out;
   });
 }

@@ -99,14 +99,20 @@ DType from_torch(torch::Dtype d) {
   detail::fail(ErrorCode::kUnsupported, str_cat("torch dtype ", c10::toString(d), " has no safetensors name"));
 }
 
-torch::Dtype parse_torch_dtype(const std::string& s) {
+torch::Dtype parse_torch_dtype(const std::string& s, const std::vector<torch::Dtype>& allowed,
+                               const std::string& context) {
   std::string l = s;
   std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (l == "fp32" || l == "float32" || l == "f32" || l == "float") return torch::kFloat32;
-  if (l == "bf16" || l == "bfloat16") return torch::kBFloat16;
-  if (l == "fp16" || l == "float16" || l == "f16" || l == "half") return torch::kFloat16;
-  if (l == "fp64" || l == "float64" || l == "f64" || l == "double") return torch::kFloat64;
-  detail::fail(ErrorCode::kInvalidArgument, str_cat("unknown dtype '", s, "' (expected fp32, bf16 or fp16)"));
+  std::optional<torch::Dtype> d;
+  if (l == "fp32" || l == "float32" || l == "f32" || l == "float") d = torch::kFloat32;
+  if (l == "bf16" || l == "bfloat16") d = torch::kBFloat16;
+  if (l == "fp16" || l == "float16" || l == "f16" || l == "half") d = torch::kFloat16;
+  if (l == "fp64" || l == "float64" || l == "f64" || l == "double") d = torch::kFloat64;
+  if (d && std::find(allowed.begin(), allowed.end(), *d) != allowed.end()) return *d;
+  std::string list;
+  for (size_t k = 0; k < allowed.size(); ++k)
+    list += str_cat(k == 0 ? "" : k + 1 == allowed.size() ? " or " : ", ", torch_dtype_name(allowed[k]));
+  detail::fail(ErrorCode::kInvalidArgument, str_cat("unknown dtype '", s, "'", context, " (expected ", list, ")"));
 }
 
 std::string torch_dtype_name(torch::Dtype d) {

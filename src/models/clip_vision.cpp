@@ -7,6 +7,7 @@
 
 #include "io/tensor_source.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace gill::models {
 namespace {
@@ -38,28 +39,17 @@ json read_json_file(const std::filesystem::path& path, const char* what) {
 }
 
 void apply_vision_keys(const json& j, CLIPVisionConfig& c, const std::string& where) {
-  auto get_int = [&](const char* key, int64_t& dst) {
-    if (!j.contains(key) || j[key].is_null()) return;
-    GILL_CHECK(j[key].is_number_integer(), ErrorCode::kFormat, where, ": \"", key, "\" must be an integer, got ",
-               j[key].dump());
-    dst = j[key].get<int64_t>();
-  };
-  get_int("hidden_size", c.hidden_size);
-  get_int("intermediate_size", c.intermediate_size);
-  get_int("num_attention_heads", c.num_attention_heads);
-  get_int("num_hidden_layers", c.num_hidden_layers);
-  get_int("patch_size", c.patch_size);
-  get_int("image_size", c.image_size);
-  get_int("num_channels", c.num_channels);
-  get_int("projection_dim", c.projection_dim);
-  if (j.contains("hidden_act")) {
-    GILL_CHECK(j["hidden_act"].is_string(), ErrorCode::kFormat, where, ": \"hidden_act\" must be a string");
-    c.hidden_act = j["hidden_act"].get<std::string>();
-  }
-  if (j.contains("layer_norm_eps")) {
-    GILL_CHECK(j["layer_norm_eps"].is_number(), ErrorCode::kFormat, where, ": \"layer_norm_eps\" must be a number");
-    c.layer_norm_eps = j["layer_norm_eps"].get<double>();
-  }
+  const std::pair<const char*, int64_t*> ints[] = {{"hidden_size", &c.hidden_size},
+                                                   {"intermediate_size", &c.intermediate_size},
+                                                   {"num_attention_heads", &c.num_attention_heads},
+                                                   {"num_hidden_layers", &c.num_hidden_layers},
+                                                   {"patch_size", &c.patch_size},
+                                                   {"image_size", &c.image_size},
+                                                   {"num_channels", &c.num_channels},
+                                                   {"projection_dim", &c.projection_dim}};
+  for (const auto& [key, dst] : ints) util::read_field(j, key, *dst, where);
+  util::read_field(j, "hidden_act", c.hidden_act, where);
+  util::read_field(j, "layer_norm_eps", c.layer_norm_eps, where);
 }
 
 }  // namespace

@@ -98,13 +98,4 @@ TurnResult run_turn(GILLWeights& w, Backbones& b, const std::vector<PromptItem>&
 BlockResult process_block(GILLWeights& w, Backbones& b, const ImgBlock& block, const TurnOptions& opt, int64_t k,
                           std::vector<int64_t>& seen, io::TensorDump* dump);
 
-// Writes generated images as OUT_DIR/gen_<k>.png and copies retrieved LOCAL files into OUT_DIR (URLs are only
-// reported), then returns the transcript JSON (text, blocks with decision and probabilities, retrieval results
-// with scores and where they went, generated image paths, seeds, ids, timings).
-// `write_image` encodes a PNG (the SD pipeline's writer).
-using ImageWriter = std::function<void(const std::filesystem::path&, const gill::Image&)>;
-nlohmann::json write_turn_outputs(const TurnResult& r, const std::filesystem::path& out_dir,
-                                  const RetrievalIndex& index, const ImageWriter& write_image,
-                                  const std::string& prefix = "");
-
 }  // namespace gill::pipeline

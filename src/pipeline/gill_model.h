@@ -20,6 +20,7 @@ namespace gill::pipeline {
 
 struct GILLModelOptions {
   WeightPaths paths;
+  std::optional<ResolvedPaths> resolved;  // when set (the Engine resolved `paths` already): used as is
   torch::Dtype dtype = torch::kFloat32;  // storage dtype of the LLM, CLIP and the GILL heads
   util::ComputePolicy compute;           // how bf16 storage computes (every model follows it)
   bool load_sd = true;  // Stable Diffusion from paths.sd (or the root); false: [IMG] blocks only retrieve

@@ -104,9 +104,7 @@ GenerateResult generate(models::CausalLM& model, const torch::Tensor& prompt_emb
 }
 
 torch::Dtype parse_lm_dtype(const std::string& name) {
-  if (name == "fp32" || name == "float32") return torch::kFloat32;
-  if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
-  detail::fail(ErrorCode::kInvalidArgument, str_cat("unknown dtype '", name, "' for the LM (expected fp32 or bf16)"));
+  return io::parse_torch_dtype(name, {torch::kFloat32, torch::kBFloat16}, " for the LM");
 }
 
 LmRunResult run_lm(const LmRunOptions& opt, const std::function<bool(const std::string&)>& on_text,

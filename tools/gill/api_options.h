@@ -14,6 +14,8 @@ void add_compute_option(CLI::App* app, std::string& compute);
 void add_engine_options(CLI::App* app, EngineOptions& options);
 // "Device (this build: cpu)": the devices gill::available_devices() reports.
 std::string device_help();
+// "pndm | ddim | ..." from gill::scheduler_names() (the library's one table).
+std::string scheduler_help();
 // -n/--num-words, --temp, --top-p, --top-k, --seed, --steps, --cfg-scale, --scheduler, --ret-scale-factor,
 // --gen-scale-factor, --min-word-tokens, --max-num-rets, --always-generate.
 void add_generate_options(CLI::App* app, GenerateOptions& options);

@@ -71,7 +71,7 @@ void register_sd(CLI::App& app, Context& ctx) {
       ->capture_default_str();
   sub->add_option("--seed", o->seed, "Seed of the CPU generator the initial latents are drawn from")
       ->capture_default_str();
-  sub->add_option("--scheduler", o->scheduler, "pndm | ddim | euler | dpm++2m")->capture_default_str();
+  sub->add_option("--scheduler", o->scheduler, scheduler_help())->capture_default_str();
   sub->add_option("-W,--width", o->width, "Image width, a multiple of 8 (default: from the UNet config)");
   sub->add_option("-H,--height", o->height, "Image height, a multiple of 8 (default: from the UNet config)");
   sub->add_option("-o,--output", *output, "Output PNG")->required();

@@ -1,5 +1,7 @@
 #include "serve_api.h"
 
+#include <gill/result_json.h>
+
 #include <cmath>
 #include <limits>
 #include <map>
@@ -353,20 +355,10 @@ ImageRequest parse_image_request(const std::string& body, const GenerateOptions&
 }
 
 nlohmann::json block_json(const ImageBlock& b, const PngEncoder& png) {
-  json ret = json::array();
-  for (const RetrievedImage& h : b.retrieved) ret.push_back({{"path", h.path}, {"score", h.score}, {"index", h.index}});
-  json gen = nullptr;
-  if (b.generated)
-    gen = {{"url", "data:image/png;base64," + base64_encode(png(*b.generated))},
-           {"width", b.generated->width},
-           {"height", b.generated->height},
-           {"seed", b.seed},
-           {"rank_score", b.gen_rank_score}};
-  return {{"caption", b.caption},
-          {"decision", b.decision},
-          {"probabilities", {{"gen", b.p_gen}, {"ret", b.p_ret}}},
-          {"retrieved", ret},
-          {"generated", gen}};
+  // The library's one block serialiser (docs/result-schema.md), the generated picture as a PNG data URL.
+  ImageBlock with_url = b;
+  if (b.generated) with_url.generated_url = "data:image/png;base64," + base64_encode(png(*b.generated));
+  return gill::block_json(with_url);
 }
 
 const char* finish_reason(const Result& r, const GenerateOptions& o) {
@@ -390,9 +382,7 @@ nlohmann::json usage_json(const Result& r) {
 }
 
 nlohmann::json timings_json(const Result& r) {
-  const auto& t = r.timings;
-  return {{"prompt_s", t.prompt_s},         {"decode_s", t.decode_s}, {"retrieval_s", t.retrieval_s},
-          {"generation_s", t.generation_s}, {"total_s", t.total_s},   {"threads", t.threads}};
+  return gill::timings_json(r.timings);
 }
 
 nlohmann::json chat_response(const Result& r, const GenerateOptions& o, const std::string& id, int64_t created,
