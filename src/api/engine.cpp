@@ -151,6 +151,29 @@ struct Engine::Impl {
     return p;
   }
 
+  // The public form of a processed block (retrieved paths resolved against the index's folder).
+  ImageBlock image_block(const pipeline::BlockResult& blk) const {
+    ImageBlock ib;
+    ib.caption = blk.caption;
+    ib.decision = blk.decision;
+    ib.p_gen = static_cast<float>(blk.p_gen);
+    ib.p_ret = static_cast<float>(blk.p_ret);
+    for (const auto& h : blk.retrieved) {
+      RetrievedImage ri;
+      ri.index = h.index;
+      ri.score = static_cast<float>(h.score);
+      const bool url = h.path.find("://") != std::string::npos;
+      ri.path = url || fs::path(h.path).is_absolute()
+                    ? h.path
+                    : (model->weights.index.base_dir / h.path).lexically_normal().string();
+      ib.retrieved.push_back(ri);
+    }
+    ib.generated = blk.generated;
+    ib.gen_rank_score = static_cast<float>(blk.gen_rank_score);
+    ib.seed = blk.seed;
+    return ib;
+  }
+
   // One turn on `lm` (a fresh adaptor for Engine::generate, the chat's own for Chat::send).
   Result turn(pipeline::OPTDecoderLM& lm, const Prompt& prompt, const GenerateOptions& o, bool first_turn,
               bool keep_cache) {
@@ -207,6 +230,10 @@ struct Engine::Impl {
       emitted = text;
       return on_token(piece);
     };
+    if (o.on_image_block)
+      t.on_block = [&](int64_t k, const pipeline::BlockResult& blk, bool done) {
+        if (!o.on_image_block(k, image_block(blk), done)) detail::fail(ErrorCode::kCancelled, "cancelled");
+      };
     auto r = pipeline::run_turn(model->weights, b, items, t, dump_ptr);
     if (dump_ptr) dump.write(o.dump_tensors);
 
@@ -221,27 +248,9 @@ struct Engine::Impl {
     out.timings.new_tokens = static_cast<int64_t>(r.ids.size());
     out.timings.threads = at::get_num_threads();
     for (const auto& blk : r.blocks) {
-      ImageBlock ib;
-      ib.caption = blk.caption;
-      ib.decision = blk.decision;
-      ib.p_gen = static_cast<float>(blk.p_gen);
-      ib.p_ret = static_cast<float>(blk.p_ret);
-      for (const auto& h : blk.retrieved) {
-        RetrievedImage ri;
-        ri.index = h.index;
-        ri.score = static_cast<float>(h.score);
-        const bool url = h.path.find("://") != std::string::npos;
-        ri.path = url || fs::path(h.path).is_absolute()
-                      ? h.path
-                      : (model->weights.index.base_dir / h.path).lexically_normal().string();
-        ib.retrieved.push_back(ri);
-      }
-      ib.generated = blk.generated;
-      ib.gen_rank_score = static_cast<float>(blk.gen_rank_score);
-      ib.seed = blk.seed;
       out.timings.retrieval_s += blk.retrieval_s;
       out.timings.generation_s += blk.generation_s;
-      out.images.push_back(std::move(ib));
+      out.images.push_back(image_block(blk));
     }
     out.timings.total_s = seconds_since(t0);
     return out;
@@ -439,5 +448,23 @@ void Chat::reset() {
 }
 
 std::string Chat::transcript_json() const { return state_ ? state_->transcript.dump(2) : "[]"; }
+
+int64_t Chat::turns() const {
+  return state_ ? state_->turns : 0;
+}
+
+int64_t Chat::n_positions() const {
+  return state_ ? state_->lm->n_past() : 0;
+}
+
+int64_t Chat::cache_bytes() const {
+  if (!state_) return 0;
+  int64_t bytes = 0;
+  const auto& c = state_->lm->cache();
+  for (const auto* side : {&c.k, &c.v})
+    for (const auto& t : *side)
+      if (t.defined()) bytes += static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
+  return bytes;
+}
 
 }  // namespace gill
