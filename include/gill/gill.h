@@ -46,6 +46,37 @@ using TokenCallback = std::function<bool(const std::string& text_piece)>;
 // handler or another thread when it only reads an std::atomic<bool>.
 using CancelCallback = std::function<bool()>;
 
+// The one rule for "is this a URL" (a scheme, then "://": http://..., https://..., s3://...): a retrieved item
+// whose path is a URL is reported, never fetched or copied.
+bool is_url(const std::string& path);
+
+struct RetrievedImage {
+  std::string path;  // local path or URL (URLs are reported, never fetched)
+  float score = 0;
+  int64_t index = -1;
+  std::string file;  // the local copy write_turn_files made (gill/result_json.h), "" = none
+};
+
+struct ImageBlock {
+  std::string caption;           // text before this [IMG] block
+  std::string decision;          // "gen" | "ret"
+  float p_gen = 0, p_ret = 0;
+  std::vector<RetrievedImage> retrieved;
+  std::optional<Image> generated;  // when SD ran
+  // The reference's re-ranking score of the generated image: cosine between its CLIP retrieval embedding and the
+  // block's; computed when an index is loaded (as the reference), else 0.
+  float gen_rank_score = 0;
+  uint64_t seed = 0;
+  // Where the generated image went, "" = nowhere: the PNG write_turn_files wrote, a URL a server answers with.
+  std::string generated_file, generated_url;
+};
+
+// Called for each processed [IMG] block of a turn, twice, in block order: first with done = false once its
+// decision and retrieval are known (before Stable Diffusion may run for it; `generated` empty), then with
+// done = true once the block is complete (the same ImageBlock as Result::images[index]). Return false to cancel
+// (the call throws kCancelled).
+using ImageBlockCallback = std::function<bool(int64_t index, const ImageBlock& block, bool done)>;
+
 struct EngineOptions {
   // Weights: a root in the layout of weights/README.md, or each component on its own (overrides the root).
   std::string weights_root;  // -m
@@ -85,33 +116,9 @@ struct GenerateOptions {
   ProgressCallback on_progress;
   TokenCallback on_token;
   CancelCallback is_cancelled;
+  ImageBlockCallback on_image_block;
   // Throws gill::Error(kInvalidArgument) naming the field, e.g. "GenerateOptions.top_p = 1.5: must be in (0, 1]".
   void validate() const;
-};
-
-// The one rule for "is this a URL" (a scheme, then "://": http://..., https://..., s3://...): a retrieved item
-// whose path is a URL is reported, never fetched or copied.
-bool is_url(const std::string& path);
-
-struct RetrievedImage {
-  std::string path;  // local path or URL (URLs are reported, never fetched)
-  float score = 0;
-  int64_t index = -1;
-  std::string file;  // the local copy write_turn_files made (gill/result_json.h), "" = none
-};
-
-struct ImageBlock {
-  std::string caption;           // text before this [IMG] block
-  std::string decision;          // "gen" | "ret"
-  float p_gen = 0, p_ret = 0;
-  std::vector<RetrievedImage> retrieved;
-  std::optional<Image> generated;  // when SD ran
-  // The reference's re-ranking score of the generated image: cosine between its CLIP retrieval embedding and the
-  // block's; computed when an index is loaded (as the reference), else 0.
-  float gen_rank_score = 0;
-  uint64_t seed = 0;
-  // Where the generated image went, "" = nowhere: the PNG write_turn_files wrote, a URL a server answers with.
-  std::string generated_file, generated_url;
 };
 
 struct Timings {
@@ -195,6 +202,11 @@ class Chat {
   // The conversation since the last reset: a JSON array of turn objects (docs/result-schema.md), each with its
   // prompt, settings and "turn" (1, 2, ...). "[]" before the first turn.
   std::string transcript_json() const;
+  // Turns sent so far (since the last reset), positions held in the KV cache (the dialogue so far), and the bytes
+  // the cache's buffers take (their capacity, every layer's keys and values): what keeping this Chat costs.
+  int64_t turns() const;
+  int64_t n_positions() const;
+  int64_t cache_bytes() const;
 
   struct State;
  private:

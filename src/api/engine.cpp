@@ -203,6 +203,10 @@ struct Engine::Impl {
       const std::string piece = streamer.push(kept);
       return piece.empty() || on_token(piece);
     };
+    if (o.on_image_block)
+      t.on_block = [&](int64_t k, const pipeline::BlockResult& blk, bool done) {
+        if (!o.on_image_block(k, detail::to_image_block(blk, model->weights.index.base_dir), done)) detail::fail(ErrorCode::kCancelled, "cancelled");
+      };
     auto r = pipeline::run_turn(model->weights, b, items, t, dump_ptr);
     if (on_token) {
       const std::string rest = streamer.finish(r.text);
@@ -408,6 +412,26 @@ std::string Chat::transcript_json() const {
   return state_ ? dump_json(state_->transcript) : "[]";
 }
 
+ImageBlock detail::to_image_block(const pipeline::BlockResult& blk, const fs::path& index_dir) {
+  ImageBlock ib;
+  ib.caption = blk.caption;
+  ib.decision = blk.decision;
+  ib.p_gen = static_cast<float>(blk.p_gen);
+  ib.p_ret = static_cast<float>(blk.p_ret);
+  for (const auto& h : blk.retrieved) {
+    RetrievedImage ri;
+    ri.index = h.index;
+    ri.score = static_cast<float>(h.score);
+    ri.path =
+        is_url(h.path) || fs::path(h.path).is_absolute() ? h.path : (index_dir / h.path).lexically_normal().string();
+    ib.retrieved.push_back(ri);
+  }
+  ib.generated = blk.generated;
+  ib.gen_rank_score = static_cast<float>(blk.gen_rank_score);
+  ib.seed = blk.seed;
+  return ib;
+}
+
 Result detail::to_result(const pipeline::TurnResult& r, const fs::path& index_dir) {
   Result out;
   out.text = r.text;
@@ -418,27 +442,29 @@ Result detail::to_result(const pipeline::TurnResult& r, const fs::path& index_di
   out.timings.prompt_tokens = r.prompt_tokens;
   out.timings.new_tokens = static_cast<int64_t>(r.ids.size());
   for (const auto& blk : r.blocks) {
-    ImageBlock ib;
-    ib.caption = blk.caption;
-    ib.decision = blk.decision;
-    ib.p_gen = static_cast<float>(blk.p_gen);
-    ib.p_ret = static_cast<float>(blk.p_ret);
-    for (const auto& h : blk.retrieved) {
-      RetrievedImage ri;
-      ri.index = h.index;
-      ri.score = static_cast<float>(h.score);
-      ri.path =
-          is_url(h.path) || fs::path(h.path).is_absolute() ? h.path : (index_dir / h.path).lexically_normal().string();
-      ib.retrieved.push_back(ri);
-    }
-    ib.generated = blk.generated;
-    ib.gen_rank_score = static_cast<float>(blk.gen_rank_score);
-    ib.seed = blk.seed;
     out.timings.retrieval_s += blk.retrieval_s;
     out.timings.generation_s += blk.generation_s;
-    out.images.push_back(std::move(ib));
+    out.images.push_back(to_image_block(blk, index_dir));
   }
   return out;
+}
+
+int64_t Chat::turns() const {
+  return state_ ? state_->turns : 0;
+}
+
+int64_t Chat::n_positions() const {
+  return state_ ? state_->lm->n_past() : 0;
+}
+
+int64_t Chat::cache_bytes() const {
+  if (!state_) return 0;
+  int64_t bytes = 0;
+  const auto& c = state_->lm->cache();
+  for (const auto* side : {&c.k, &c.v})
+    for (const auto& t : *side)
+      if (t.defined()) bytes += static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
+  return bytes;
 }
 
 }  // namespace gill

@@ -10,5 +10,7 @@
 namespace gill::detail {
 
 Result to_result(const pipeline::TurnResult& r, const std::filesystem::path& index_dir);
+// One processed block in its public form (retrieved paths resolved against the index's folder, URLs kept).
+ImageBlock to_image_block(const pipeline::BlockResult& blk, const std::filesystem::path& index_dir);
 
 }  // namespace gill::detail

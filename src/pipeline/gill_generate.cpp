@@ -100,6 +100,8 @@ BlockResult process_block(GILLWeights& w, Backbones& b, const ImgBlock& block, c
     r.retrieval_s = seconds_since(t0);
   }
 
+  if (opt.on_block) opt.on_block(k, r, false);
+
   // Generation: mapper on hidden + the [IMG] INPUT embeddings -> SD prompt embeddings; only for "gen" unless
   // always_generate (the reference runs SD for every block).
   if (b.generate_image && (r.decision == "gen" || opt.always_generate)) {
@@ -155,6 +157,7 @@ TurnResult run_turn(GILLWeights& w, Backbones& b, const std::vector<PromptItem>&
   std::vector<int64_t> seen;
   for (size_t k = 0; k < seg.blocks.size(); ++k) {
     r.blocks.push_back(process_block(w, b, seg.blocks[k], opt, static_cast<int64_t>(k), seen, dump));
+    if (opt.on_block) opt.on_block(static_cast<int64_t>(k), r.blocks.back(), true);
     // The reference's caption string: HEAD joins the [IMG] names with no inner spaces.
     r.caption_text += seg.blocks[k].caption + " [IMG0][IMG1][IMG2][IMG3][IMG4][IMG5][IMG6][IMG7]";
   }

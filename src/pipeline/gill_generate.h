@@ -31,6 +31,8 @@ struct PromptItem {
   std::string image_path;   // where the image came from (for the transcript), may be empty
 };
 
+struct BlockResult;
+
 struct TurnOptions {
   DecodeOptions decode;             // n_words, min_word_tokens, scale factors
   Sampler sampler;                  // null: greedy
@@ -38,6 +40,9 @@ struct TurnOptions {
   bool always_generate = false;     // run SD for every block, like the reference
   uint64_t seed = 1337;             // SD seed of the first block; block k uses seed + k
   bool bos_on_first_text = true;    // false for a continued chat turn (BOS was already given)
+  // Each block as it is reached: done = false after its decision and retrieval (before generation), done = true
+  // once processed. May throw (the turn stops).
+  std::function<void(int64_t k, const BlockResult& block, bool done)> on_block;
 };
 
 // What the pipeline needs from the backbones.
