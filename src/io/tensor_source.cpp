@@ -179,7 +179,7 @@ static bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::unique_ptr<TensorSource> open_tensors(const std::filesystem::path& path) {
+std::unique_ptr<TensorSource> open_tensors(const std::filesystem::path& path, Residency residency) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::exists(path, ec)) detail::fail(ErrorCode::kNotFound, str_cat(path.string(), ": no such file or folder"));
@@ -193,17 +193,17 @@ std::unique_ptr<TensorSource> open_tensors(const std::filesystem::path& path) {
                                         "diffusion_pytorch_model.bin",
                                         "diffusion_pytorch_model.bin.index.json"};
     for (const char* c : kCandidates)
-      if (fs::exists(path / c, ec)) return open_tensors(path / c);
+      if (fs::exists(path / c, ec)) return open_tensors(path / c, residency);
     detail::fail(ErrorCode::kNotFound,
                  str_cat(path.string(), ": no weights found (looked for model.safetensors, pytorch_model.bin, "
                                         "diffusion_pytorch_model.safetensors and their .index.json)"));
   }
   const std::string name = path.filename().string();
-  if (ends_with(name, ".index.json")) return open_sharded_index(path);
-  if (ends_with(name, ".safetensors")) return open_safetensors(path);
+  if (ends_with(name, ".index.json")) return open_sharded_index(path, residency);
+  if (ends_with(name, ".safetensors")) return open_safetensors(path, residency);
   if (ends_with(name, ".bin") || ends_with(name, ".pt") || ends_with(name, ".pth") || ends_with(name, ".pth.tar") ||
       ends_with(name, ".ckpt") || ends_with(name, ".tar"))
-    return open_torch_pickle(path);
+    return open_torch_pickle(path, residency);
   detail::fail(ErrorCode::kUnsupported,
                str_cat(path.string(), ": unknown weight format (expected .safetensors, .bin, .pth.tar or .index.json)"));
 }

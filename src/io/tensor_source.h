@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "io/mapped_file.h"
+
 namespace gill::io {
 
 // On-disk dtype names as safetensors spells them.
@@ -68,11 +70,13 @@ std::vector<std::string> close_matches(const std::string& key, const std::vector
 // Opens a checkpoint: a .safetensors file, a torch zip-pickle (.bin, .pt, .pth, .pth.tar, .ckpt), a shard index
 // (*.index.json), or a model folder (model.safetensors, then the safetensors index, pytorch_model.bin, its index,
 // then diffusion_pytorch_model.{safetensors,bin}). `device` is where pickle storages are loaded.
-std::unique_ptr<TensorSource> open_tensors(const std::filesystem::path& path);
+// `residency` says where the bytes live (io/mapped_file.h: mapped by default, or read into anonymous memory).
+std::unique_ptr<TensorSource> open_tensors(const std::filesystem::path& path, Residency residency = Residency::kMap);
 
 // Registration of formats implemented in other files (kept as plain functions, no global registry).
-std::unique_ptr<TensorSource> open_safetensors(const std::filesystem::path& file);
-std::unique_ptr<TensorSource> open_sharded_index(const std::filesystem::path& index_json);
-std::unique_ptr<TensorSource> open_torch_pickle(const std::filesystem::path& file);
+std::unique_ptr<TensorSource> open_safetensors(const std::filesystem::path& file, Residency residency = Residency::kMap);
+std::unique_ptr<TensorSource> open_sharded_index(const std::filesystem::path& index_json,
+                                                 Residency residency = Residency::kMap);
+std::unique_ptr<TensorSource> open_torch_pickle(const std::filesystem::path& file, Residency residency = Residency::kMap);
 
 }  // namespace gill::io

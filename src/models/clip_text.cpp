@@ -111,7 +111,7 @@ CLIPTextModel load_clip_text(const std::filesystem::path& dir, const ModuleOptio
     auto cfg = CLIPTextConfig::from_file(dir / "config.json");
     CLIPTextModel model(cfg, opts);
     auto weights = ops::find_weights(dir, {"model.safetensors", "pytorch_model.bin"});
-    auto source = io::open_tensors(weights);
+    auto source = io::open_tensors(weights, opts.residency);
     io::LoadSpec spec;
     spec.allowed_extra = {"text_model\\.embeddings\\.position_ids"};
     io::load_module(*model, *source, spec, opts.dtype, opts.device);

@@ -202,7 +202,7 @@ CLIPVisionModel load_clip_vision(const std::filesystem::path& dir, const ModuleO
   return detail::with_context(str_cat("loading CLIP vision from ", dir.string()), [&] {
     const auto cfg = CLIPVisionConfig::from_file(dir);
     CLIPVisionModel model(cfg, opt);
-    const auto source = io::open_tensors(dir);
+    const auto source = io::open_tensors(dir, opt.residency);
     io::load_module(*model, *source, clip_vision_load_spec(), opt.dtype, opt.device);
     model->eval();
     return model;

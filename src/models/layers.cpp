@@ -9,6 +9,11 @@ namespace gill::models {
 
 using detail::str_cat;
 
+torch::MemoryFormat conv_memory_format(const ModuleOptions& opt) {
+  return opt.device.is_cpu() && compute_dtype(opt) == torch::kBFloat16 ? torch::MemoryFormat::ChannelsLast
+                                                                        : torch::MemoryFormat::Contiguous;
+}
+
 torch::Dtype compute_dtype(const ModuleOptions& opt) {
   if (!opt.device.is_cpu()) return opt.dtype;
   if (opt.dtype == torch::kBFloat16) return opt.compute.bf16 ? torch::kBFloat16 : torch::kFloat32;

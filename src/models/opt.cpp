@@ -384,7 +384,7 @@ OPTForCausalLM load_opt(const std::filesystem::path& dir, const ModuleOptions& o
     GILL_CHECK(std::filesystem::is_directory(dir), ErrorCode::kNotFound, "no such folder");
     auto config = OPTConfig::from_file(dir / "config.json");
     OPTForCausalLM model(config, opt);
-    auto source = io::open_tensors(dir);
+    auto source = io::open_tensors(dir, opt.residency);
     io::load_module(*model->decoder(), *source, opt_load_spec(), opt.dtype, opt.device);
     model->set_compute_dtype(compute_dtype(opt));
     return model;

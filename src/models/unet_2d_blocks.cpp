@@ -156,7 +156,8 @@ torch::Tensor Transformer2DModelImpl::forward(const torch::Tensor& x, const torc
   if (use_linear_projection) h = linear(proj_in_lin, h);
   h = block(h, context);
   if (use_linear_projection) h = linear(proj_out_lin, h);
-  h = h.reshape({B, H, W, h.size(2)}).permute({0, 3, 1, 2}).contiguous();  // [B, C, H, W]
+  // [B, C, H, W] in the input's layout (channels-last under the bf16 policy: the permute is then free)
+  h = h.reshape({B, H, W, h.size(2)}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());
   if (!use_linear_projection) h = conv(proj_out_conv, h);
   return h + x;
 }
