@@ -86,6 +86,8 @@ struct EngineOptions {
   std::string dtype = "auto";   // auto | fp32 | bf16 | fp16 (auto: the fastest accurate choice for the device)
   std::string compute = "auto"; // auto | fp32 | bf16: arithmetic for bf16-stored weights (auto: bf16 where the CPU has native bf16)
   int threads = 0;              // libtorch intra-op threads, set by the constructor; 0 = physical cores
+  bool mmap = true;              // false: read the weights into anonymous (huge-page) memory instead of mapping
+                                //   them: faster memory-bound decode, one copy at load (docs/performance.md)
   bool load_sd = true;          // false: no image generation (retrieval and text only; saves memory)
   std::function<void(LogLevel, const std::string&)> log;  // null: spdlog's default logger
   // Engine-wide callbacks: used while loading, and by every call whose GenerateOptions leaves them empty.
@@ -135,6 +137,7 @@ struct ComputeInfo {
   std::string compute;       // what bf16-stored weights compute in here: "fp32" | "bf16"
   std::string gemv_kernel;   // the decode GEMV kernel: "avx512_bf16" | "avx2" | "scalar"
   bool native_bf16 = false;  // the CPU runs bf16 natively (AVX512-BF16 or AMX-BF16)
+  std::string weights = "mmap";  // where the weights live: "mmap" (mapped file) | "memory" (--no-mmap)
 };
 
 struct Result {

@@ -268,8 +268,10 @@ Engine::Engine(const EngineOptions& options) {
     mo.resolved = pipeline::resolve_weight_paths(mo.paths, options.load_sd);
     mo.dtype = pick_dtype(options.dtype, mo.resolved->lm);
     mo.compute = detail::decide_compute(options.compute, "EngineOptions.compute");
+    mo.residency = options.mmap ? io::Residency::kMap : io::Residency::kMemory;
     impl->dtype = mo.dtype;
-    impl->compute = detail::compute_info(options.device, io::torch_dtype_name(mo.dtype), options.compute, mo.compute);
+    impl->compute = detail::compute_info(options.device, io::torch_dtype_name(mo.dtype), options.compute, mo.compute,
+                                          options.mmap);
     if (options.on_progress) options.on_progress("load", 0, 1);
     impl->model = pipeline::GILLModel::load(mo);
     if (options.on_progress) options.on_progress("load", 1, 1);

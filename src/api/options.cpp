@@ -129,7 +129,7 @@ util::ComputePolicy detail::decide_compute(const std::string& value, const std::
 }
 
 ComputeInfo detail::compute_info(const std::string& device, const std::string& dtype, const std::string& requested,
-                                 const util::ComputePolicy& policy) {
+                                 const util::ComputePolicy& policy, bool mmap) {
   ComputeInfo c;
   c.device = device;
   c.dtype = dtype;
@@ -137,6 +137,7 @@ ComputeInfo detail::compute_info(const std::string& device, const std::string& d
   c.compute = policy.bf16 ? "bf16" : "fp32";
   c.gemv_kernel = util::gemv_kernel_name(policy.gemv);
   c.native_bf16 = policy.native_bf16;
+  c.weights = mmap ? "mmap" : "memory";
   return c;
 }
 

@@ -105,7 +105,8 @@ json settings_json(const GenerateOptions& o) {
 json compute_json(const ComputeInfo& c) {
   return {{"device", c.device},           {"dtype", c.dtype},
           {"requested", c.requested},     {"compute", c.compute},
-          {"gemv_kernel", c.gemv_kernel}, {"native_bf16", c.native_bf16}};
+          {"gemv_kernel", c.gemv_kernel}, {"native_bf16", c.native_bf16},
+          {"weights", c.weights}};
 }
 
 json result_json(const Result& r, const TurnRecord& record) {

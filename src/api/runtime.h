@@ -21,6 +21,6 @@ util::ComputePolicy decide_compute(const std::string& value, const std::string& 
 // What a call records of how it computed (Result::compute, LmResult::compute): `dtype` is the storage dtype's
 // name (io::torch_dtype_name), `requested` the compute option as given.
 ComputeInfo compute_info(const std::string& device, const std::string& dtype, const std::string& requested,
-                         const util::ComputePolicy& policy);
+                         const util::ComputePolicy& policy, bool mmap = true);
 
 }  // namespace gill::detail

@@ -12,6 +12,14 @@ namespace gill::pipeline {
 
 using detail::str_cat;
 
+namespace {
+models::ModuleOptions module_options(const GILLModelOptions& o) {
+  models::ModuleOptions mo{o.dtype, torch::kCPU, o.compute};
+  mo.residency = o.residency;
+  return mo;
+}
+}  // namespace
+
 torch::Dtype auto_storage_dtype(int64_t lm_fp32_bytes, double ram_bytes) {
   return static_cast<double>(lm_fp32_bytes) > 0.5 * ram_bytes ? torch::kBFloat16 : torch::kFloat32;
 }
@@ -49,21 +57,21 @@ std::unique_ptr<GILLModel> GILLModel::load(const GILLModelOptions& options) {
   m->token_ids.newline = nl[0];
 
   // The LLM, its table extended to len(tokenizer), the trained [IMG] rows written into rows [-8:].
-  m->lm = models::load_causal_lm(m->paths.lm, models::ModuleOptions{options.dtype, torch::kCPU, options.compute});
+  m->lm = models::load_causal_lm(m->paths.lm, module_options(options));
   GILL_CHECK(m->lm->embed_dim() == dims.lm_hidden, ErrorCode::kShapeMismatch, m->paths.lm.string(),
              ": the LLM's embedding width ", m->lm->embed_dim(), " differs from the GILL checkpoint's ",
              dims.lm_hidden);
   m->lm->resize_token_embeddings(static_cast<int64_t>(m->tok->size()));
   m->lm->set_token_embeddings(img_ids, m->weights.img_rows);
 
-  m->clip = models::load_clip_vision(m->paths.clip, models::ModuleOptions{options.dtype, torch::kCPU, options.compute});
+  m->clip = models::load_clip_vision(m->paths.clip, module_options(options));
   GILL_CHECK(m->clip->config().hidden_size == dims.clip_hidden, ErrorCode::kShapeMismatch, m->paths.clip.string(),
              ": CLIP's width ", m->clip->config().hidden_size, " differs from the GILL checkpoint's ",
              dims.clip_hidden);
   m->clip_preprocess = models::CLIPImageProcessorConfig::from_file(m->paths.clip / "preprocessor_config.json");
   if (options.load_sd && !m->paths.sd.empty()) {
     m->sd = std::make_unique<StableDiffusion>(
-        StableDiffusion::load(m->paths.sd, SDOptions{options.dtype, torch::kCPU, options.compute}));
+        StableDiffusion::load(m->paths.sd, SDOptions{options.dtype, torch::kCPU, options.compute, options.residency}));
     const int64_t cross = m->sd->unet()->config.cross_attention_dim;
     GILL_CHECK(cross == dims.gen_emb_dim, ErrorCode::kShapeMismatch, m->paths.sd.string(),
                ": the UNet's cross_attention_dim ", cross, " differs from the GILL mapper's output width ",

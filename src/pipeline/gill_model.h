@@ -23,6 +23,7 @@ struct GILLModelOptions {
   std::optional<ResolvedPaths> resolved;  // when set (the Engine resolved `paths` already): used as is
   torch::Dtype dtype = torch::kFloat32;  // storage dtype of the LLM, CLIP and the GILL heads
   util::ComputePolicy compute;           // how bf16 storage computes (every model follows it)
+  io::Residency residency = io::Residency::kMap;  // where the LLM, CLIP and SD weights live (io/mapped_file.h)
   bool load_sd = true;  // Stable Diffusion from paths.sd (or the root); false: [IMG] blocks only retrieve
 };
 

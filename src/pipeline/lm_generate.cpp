@@ -115,7 +115,7 @@ LmRunResult run_lm(const LmRunOptions& opt, const std::function<bool(const std::
   detail::require_utf8(opt.prompt, "the prompt");
   for (const auto& s : opt.stop_strings) detail::require_utf8(s, "the stop string '" + s + "'");
   auto t0 = std::chrono::steady_clock::now();
-  auto model = models::load_causal_lm(opt.lm_dir, models::ModuleOptions{dtype, torch::kCPU, opt.compute});
+  auto model = models::load_causal_lm(opt.lm_dir, models::ModuleOptions{dtype, torch::kCPU, opt.compute, opt.residency});
   res.load_s = since(t0);
 
   std::function<std::string(const std::vector<int64_t>&)> decode;

@@ -60,6 +60,7 @@ struct LmRunOptions {
   SamplingOptions sampling;
   std::string dtype = "bf16";   // fp32 | bf16 (storage)
   util::ComputePolicy compute;  // how bf16 storage computes (models/layers.h)
+  io::Residency residency = io::Residency::kMap;  // where the weights live (io/mapped_file.h)
   bool stop_on_eos = true;
   bool stop_on_newline = false;
   std::vector<std::string> stop_strings;

@@ -24,6 +24,11 @@ void add_compute_option(CLI::App* app, std::string& compute) {
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
 }
 
+void add_mmap_option(CLI::App* app, bool& mmap) {
+  app->add_flag("--no-mmap{false}", mmap,
+                "Read the weights into memory (huge pages) instead of mapping them: faster decode, slower load");
+}
+
 void add_engine_options(CLI::App* app, EngineOptions& o) {
   app->add_option("-m,--weights", o.weights_root, "Weights root (layout of weights/README.md)");
   app->add_option("--lm", o.lm_dir, "LLM folder (overrides the root)");
@@ -38,6 +43,7 @@ void add_engine_options(CLI::App* app, EngineOptions& o) {
   app->add_option("--dtype", o.dtype, "auto | fp32 | bf16 | fp16 (gill run --lm: auto | fp32 | bf16)")
       ->capture_default_str();
   add_compute_option(app, o.compute);
+  add_mmap_option(app, o.mmap);
   app->add_flag("--no-sd{false}", o.load_sd, "Do not load Stable Diffusion (retrieval and text only)");
 }
 

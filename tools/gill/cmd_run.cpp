@@ -84,6 +84,7 @@ int run_lm_only(RunArgs& a, const Context& ctx) {
   o.device = a.engine.device;
   o.dtype = a.engine.dtype;
   o.compute = a.engine.compute;
+  o.mmap = a.engine.mmap;
   o.threads = ctx.threads;
   o.max_new_tokens = a.gen.num_words;
   o.temperature = a.gen.temperature;

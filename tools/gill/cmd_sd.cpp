@@ -77,6 +77,7 @@ void register_sd(CLI::App& app, Context& ctx) {
   sub->add_option("-o,--output", *output, "Output PNG")->required();
   sub->add_option("--dtype", o->dtype, "Weight dtype: fp32 | bf16 | fp16")->capture_default_str();
   add_compute_option(sub, o->compute);
+  add_mmap_option(sub, o->mmap);
   sub->add_option("--dump-tensors", o->dump_tensors, "Write the sd.* stage tensors to this safetensors file");
   sub->add_option("--init-latents", o->init_latents,
                   "Start from the 'sd.latents.init' tensor of this safetensors file instead of the seed");
