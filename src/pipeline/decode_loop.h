@@ -48,6 +48,7 @@ class CachedLM : public DecoderLM {
   Out feed(const torch::Tensor& embeds, std::vector<torch::Tensor>* hidden_states);
   torch::Tensor embed(const std::vector<int64_t>& ids) override;
   int64_t n_past() const override;
+  const models::KVCache& cache() const { return cache_; }  // what keeping this decoder costs (Chat::cache_bytes)
   int64_t max_positions() const override { return lm_->max_positions(); }
   void reset();
   void truncate(int64_t n);  // keep the first n positions (a failed chat turn rolls back)
