@@ -1,16 +1,18 @@
 #include "bench_common.h"
 
 #include <fcntl.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <fstream>
-#include <torch/torch.h>
+
+#include "io/tensor_source.h"
 
 namespace gill::cli::bench {
 
 double gemm_gflops(const std::string& dtype, int n) {
   torch::InferenceMode guard;
-  const auto dt = dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+  const auto dt = io::parse_torch_dtype(dtype);
   auto a = torch::randn({n, n}).to(dt);
   auto b = torch::randn({n, n}).to(dt);
   auto c = torch::matmul(a, b);  // warm-up

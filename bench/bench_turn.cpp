@@ -16,12 +16,14 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
+#include "turn_shapes.h"
 #include "bench_cli.h"
 #include "io/tensor_source.h"
 #include "models/clip_image_processor.h"
 #include "models/clip_text.h"
 #include "models/clip_vision.h"
-#include "models/gill_mapper.h"
+#include "models/decision_head.h"
+#include "models/gill_heads.h"
 #include "models/opt.h"
 #include "models/unet_2d.h"
 #include "models/vae.h"
@@ -49,77 +51,6 @@ struct BenchTurnOptions {
   int64_t index_size = -1;  // retrieval candidates; -1 = 1,000,000 (real) / 1000 (tiny)
   int size = -1;            // image size; -1 = 512 (real) / 64 (tiny)
 };
-
-// The components' shapes: the published configs (real) or a tiny set for smoke tests.
-struct Shapes {
-  models::OPTConfig opt;
-  models::CLIPVisionConfig clip;
-  models::GILLDims dims;
-  models::UNet2DConditionConfig unet;
-  models::AutoencoderKLConfig vae;
-  models::CLIPTextConfig text;
-};
-
-Shapes make_shapes(const std::string& shape) {
-  Shapes s;
-  s.opt.vocab_size = 50274;  // OPT's 50272 rows resized to len(tokenizer) = 50265 + <|image|> + [IMG0..7]
-  s.opt.max_position_embeddings = 2048;
-  if (shape == "real") {  // facebook/opt-6.7b, openai/clip-vit-large-patch14, GILL model_args, SD v1.5
-    s.opt.hidden_size = s.opt.word_embed_proj_dim = 4096;
-    s.opt.ffn_dim = 16384;
-    s.opt.num_attention_heads = 32;
-    s.opt.num_hidden_layers = 32;
-    s.clip.hidden_size = 1024;
-    s.clip.intermediate_size = 4096;
-    s.clip.num_attention_heads = 16;
-    s.clip.num_hidden_layers = 24;
-    s.clip.patch_size = 14;
-    return s;  // GILLDims, UNet, VAE and text-encoder defaults are the real ones
-  }
-  if (shape != "tiny") detail::fail(ErrorCode::kInvalidArgument, "--shape: expected real or tiny, got '" + shape + "'");
-  s.opt.hidden_size = s.opt.word_embed_proj_dim = 64;
-  s.opt.ffn_dim = 128;
-  s.opt.num_attention_heads = 4;
-  s.opt.num_hidden_layers = 2;
-  s.clip.hidden_size = 48;
-  s.clip.intermediate_size = 96;
-  s.clip.num_attention_heads = 4;
-  s.clip.num_hidden_layers = 2;
-  s.clip.patch_size = 14;
-  s.dims.lm_hidden = 64;
-  s.dims.clip_hidden = 48;
-  s.dims.ret_emb_dim = 24;
-  s.dims.mapper_dim = 40;
-  s.dims.mapper_ffn = 80;
-  s.dims.gen_emb_dim = 32;
-  s.unet.block_out_channels = {16, 32};
-  s.unet.down_block_types = {"CrossAttnDownBlock2D", "DownBlock2D"};
-  s.unet.up_block_types = {"UpBlock2D", "CrossAttnUpBlock2D"};
-  s.unet.attention_head_dim = {2, 2};
-  s.unet.cross_attention_dim = 32;
-  s.unet.norm_num_groups = 8;
-  s.unet.sample_size = 8;
-  s.vae.block_out_channels = {8, 16, 16, 16};
-  s.vae.norm_num_groups = 4;
-  s.text.hidden_size = 32;
-  s.text.intermediate_size = 64;
-  s.text.num_attention_heads = 4;
-  s.text.num_hidden_layers = 2;
-  return s;
-}
-
-// SD v1.5's scheduler/scheduler_config.json.
-schedulers::SchedulerConfig sd15_scheduler() {
-  schedulers::SchedulerConfig c;
-  c._class_name = "PNDMScheduler";
-  c.beta_start = 0.00085;
-  c.beta_end = 0.012;
-  c.beta_schedule = "scaled_linear";
-  c.skip_prk_steps = true;
-  c.steps_offset = 1;
-  c.set_alpha_to_one = false;
-  return c;
-}
 
 // Like models::init_random (normal(0, 0.02) for matrices and biases, normal(1, 0.1) for norm weights) but
 // ~10x faster at 6.7B parameters: values are copied from a seeded pool of 4M normals at shifting offsets
@@ -191,10 +122,10 @@ Span mean(const std::vector<Span>& v, size_t from = 0) {
   return sum * (1.0 / static_cast<double>(v.size() - from));
 }
 
-// The OPT adaptor with each feed timed: the first feed is the prompt prefill, then one per decoding step.
+// The LM adaptor (CachedLM) with each feed timed: the first feed is the prompt prefill, then one per decoding step.
 class TimedLM : public pipeline::DecoderLM {
  public:
-  explicit TimedLM(models::OPTForCausalLM lm) : inner_(std::move(lm)) {}
+  explicit TimedLM(models::CausalLM& lm) : inner_(lm) {}
   Out feed(const torch::Tensor& embeds) override {
     if (inner_.n_past() == 0) prompt = embeds;
     Watch t;
@@ -212,7 +143,7 @@ class TimedLM : public pipeline::DecoderLM {
   torch::Tensor prompt;                         // the prompt embeddings of the last turn
 
  private:
-  pipeline::OPTDecoderLM inner_;
+  pipeline::CachedLM inner_;
 };
 
 struct TurnRecord {
@@ -253,7 +184,7 @@ std::string loadavg() {
 int run_bench_turn(const BenchTurnOptions& o) {
   c10::InferenceMode guard;
   const bool real = o.shape == "real";
-  const Shapes sh = make_shapes(o.shape);
+  const bench::Shapes sh = bench::make_shapes(o.shape);
   const int64_t img_step = o.img_step >= 0 ? o.img_step : o.tokens - 8;
   GILL_CHECK(o.tokens >= 2 && img_step >= 0 && img_step <= o.tokens - 2, ErrorCode::kInvalidArgument,
              "--img-step must be in [0, --tokens - 2] (the block needs a following step, as in the reference); got ",
@@ -314,7 +245,7 @@ int run_bench_turn(const BenchTurnOptions& o) {
       load, "text_encoder", [&] { return models::CLIPTextModel(sh.text, mo); }, 8);
   text_encoder->eval();
   auto sd =
-      pipeline::StableDiffusion::from_modules(unet, vae, sd15_scheduler(), pipeline::SDOptions{dtype, torch::kCPU, mo.compute});
+      pipeline::StableDiffusion::from_modules(unet, vae, bench::sd15_scheduler(), pipeline::SDOptions{dtype, torch::kCPU, mo.compute});
   double load_total = 0;
   for (const auto& item : load.items()) load_total += item.value()["s"].get<double>();
   load["total_s"] = load_total;
@@ -349,7 +280,7 @@ int run_bench_turn(const BenchTurnOptions& o) {
   const auto uncond_t = torch::tensor(uncond_ids, torch::kInt64).reshape({1, -1});
   const models::CLIPImageProcessorConfig preprocess;  // openai/clip-vit-large-patch14's preprocessor_config.json
 
-  TimedLM lm(lm_model);
+  TimedLM lm(*lm_model);
   // PNDM makes n + 1 calls for n >= 2 (a single step makes one call), so at least 3 calls are run.
   const int64_t measured_steps =
       o.unet_calls == 0 ? o.steps : std::min(o.steps, std::max<int64_t>(2, o.unet_calls - 1));

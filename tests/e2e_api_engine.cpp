@@ -1,6 +1,6 @@
 // The public API on the tiny kit, through <gill/gill.h> only (no torch, no internal header): generate with an
-// interleaved prompt, token streaming, cancellation from each callback, chat turns with the KV cache kept (and
-// reset), the SD entries, the log sink and load errors.
+// interleaved prompt, token streaming, per-block events, cancellation from each callback, chat turns with the KV cache
+// kept (and reset), the SD entries, the log sink and load errors.
 #include <gill/gill.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -105,6 +105,61 @@ TEST_F(Api, CancelFromEachCallback) {
   EXPECT_EQ(denoise, 1);
 }
 
+// on_image_block: each block twice, in order, decided (decision and retrieval, no image yet, before its denoising)
+// then done (equal to Result::images[k]); returning false cancels before Stable Diffusion runs.
+TEST_F(Api, ImageBlockEventsPerBlock) {
+  auto g = forced();
+  g.max_num_rets = 2;  // two blocks processed
+  g.always_generate = true;
+  struct Event {
+    int64_t index;
+    bool done;
+    gill::ImageBlock block;
+    int denoise_before;
+  };
+  std::vector<Event> events;
+  int denoise = 0;
+  g.on_progress = [&](const std::string& stage, int64_t, int64_t) { denoise += stage == "denoise"; };
+  g.on_image_block = [&](int64_t k, const gill::ImageBlock& b, bool done) {
+    events.push_back({k, done, b, denoise});
+    return true;
+  };
+  const gill::Result r = engine_->generate(prompt(), g);
+  ASSERT_EQ(r.images.size(), 2u);
+  ASSERT_EQ(events.size(), 4u);
+  for (size_t e = 0; e < events.size(); ++e) {
+    const Event& ev = events[e];
+    EXPECT_EQ(ev.index, static_cast<int64_t>(e / 2));
+    EXPECT_EQ(ev.done, e % 2 == 1);
+    const gill::ImageBlock& want = r.images[static_cast<size_t>(ev.index)];
+    EXPECT_EQ(ev.block.caption, want.caption);
+    EXPECT_EQ(ev.block.decision, want.decision);
+    EXPECT_EQ(ev.block.p_gen, want.p_gen);
+    EXPECT_EQ(ev.block.p_ret, want.p_ret);
+    ASSERT_EQ(ev.block.retrieved.size(), want.retrieved.size());
+    for (size_t h = 0; h < want.retrieved.size(); ++h) EXPECT_EQ(ev.block.retrieved[h].path, want.retrieved[h].path);
+    if (ev.done) {
+      ASSERT_TRUE(ev.block.generated.has_value());
+      EXPECT_EQ(ev.block.generated->pixels, want.generated->pixels);
+      EXPECT_EQ(ev.block.seed, want.seed);
+      EXPECT_GT(ev.denoise_before, events[e - 1].denoise_before) << "the block's denoising ran between its events";
+    } else {
+      EXPECT_FALSE(ev.block.generated.has_value()) << "decided: no image yet";
+    }
+  }
+  EXPECT_NE(r.images[0].seed, r.images[1].seed);
+  // Cancelled at the first decision: no denoising step ran.
+  denoise = 0;
+  g.on_image_block = [](int64_t, const gill::ImageBlock&, bool) { return false; };
+  try {
+    engine_->generate(prompt(), g);
+    FAIL() << "not cancelled";
+  } catch (const gill::Error& e) {
+    EXPECT_EQ(e.code(), gill::ErrorCode::kCancelled) << e.what();
+  }
+  EXPECT_EQ(denoise, 0);
+}
+
 TEST_F(Api, ChatKeepsTheCacheAndResets) {
   gill::Chat chat = engine_->chat();
   gill::GenerateOptions g;
@@ -121,8 +176,18 @@ TEST_F(Api, ChatKeepsTheCacheAndResets) {
   EXPECT_LT(t2.timings.prompt_tokens, t1.timings.prompt_tokens);
   EXPECT_EQ(t2.token_ids.size(), 4u);
   EXPECT_NE(chat.transcript_json().find("Tell me more."), std::string::npos);
+  // What the chat holds: three turns, every prompt position in the cache plus at most the generated tokens.
+  EXPECT_EQ(chat.turns(), 3);
+  const int64_t fed = t1.timings.prompt_tokens + t2.timings.prompt_tokens + t3.timings.prompt_tokens;
+  EXPECT_GE(chat.n_positions(), fed);
+  EXPECT_LE(chat.n_positions(), fed + 12);
+  EXPECT_GT(chat.cache_bytes(), 0);
+  const int64_t bytes = chat.cache_bytes();
   chat.reset();
   EXPECT_EQ(chat.transcript_json(), "[]");
+  EXPECT_EQ(chat.turns(), 0);
+  EXPECT_EQ(chat.n_positions(), 0);
+  EXPECT_EQ(chat.cache_bytes(), 0) << "reset frees the cache (it held " << bytes << " bytes)";
   EXPECT_EQ(chat.send(prompt(), g).token_ids, t1.token_ids);
   // An error inside a turn leaves the chat usable.
   EXPECT_THROW(chat.send({gill::Segment::ImageFile("/nonexistent.png")}, g), gill::Error);

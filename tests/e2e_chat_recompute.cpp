@@ -79,7 +79,7 @@ void expect_chat_equals_recomputation(const EngineOptions& eo, const pipeline::G
     EXPECT_EQ(chat_ids, r.token_ids);
 
     torch::NoGradGuard no_grad;
-    pipeline::OPTDecoderLM lm(model->lm);
+    pipeline::CachedLM lm(*model->lm);
     auto b = model->backbones(lm, nullptr);
     history.push_back(
         pipeline::assemble_prompt(model->weights, b, turns[n].items, /*bos_on_first_text=*/n == 0, nullptr));

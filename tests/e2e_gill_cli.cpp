@@ -3,12 +3,12 @@
 // bad inputs the issue lists (missing GILL file, model_args.json disagreeing with the checkpoint, an image that
 // does not decode, an empty prompt) with their exit codes and messages.
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "io/atomic_file.h"
 #include "io/image.h"
+#include "result_schema.h"
 #include "test_support.h"
 #include "tiny/tiny.h"
 
@@ -48,6 +48,7 @@ TEST_F(GillCli, RunInterleavedRetrievesFromTheKitIndex) {
   auto r = run_cli(forced(out, js));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json j = read_json(js);
+  EXPECT_EQ(gill::test::schema_problems(j, "turn"), std::vector<std::string>{}) << j.dump(2);
   // The prompt in command-line order.
   ASSERT_EQ(j["prompt"].size(), 3u);
   EXPECT_EQ(j["prompt"][0]["text"], "A picture of");
@@ -67,7 +68,7 @@ TEST_F(GillCli, RunInterleavedRetrievesFromTheKitIndex) {
   ASSERT_EQ(b["retrieved"].size(), 1u);
   const std::string copy = b["retrieved"][0]["file"];
   EXPECT_TRUE(fs::exists(copy));
-  const std::string source = b["retrieved"][0]["source"];
+  const std::string source = b["retrieved"][0]["path"];
   EXPECT_EQ(io::read_file(copy), io::read_file(source));
   EXPECT_NE(r.out.find("[image 1: "), std::string::npos) << r.out;
   // Greedy and seeded: a second run gives the same transcript text and ids.
@@ -86,6 +87,7 @@ TEST_F(GillCli, AlwaysGenerateWritesAPngWithItsSettings) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json j = read_json(js);
   ASSERT_EQ(j["images"].size(), 1u);
+  EXPECT_EQ(gill::test::schema_problems(j, "turn"), std::vector<std::string>{}) << j.dump(2);
   const std::string png = j["images"][0]["generated"]["file"];
   EXPECT_EQ(j["images"][0]["generated"]["seed"], 7);
   const Image im = io::load_image(png);
@@ -118,6 +120,8 @@ TEST_F(GillCli, ScriptedChatKeepsThreeTurns) {
   EXPECT_NE(r.out.find("[image added: "), std::string::npos) << r.out;
   const json t = read_json(save);
   ASSERT_EQ(t.size(), 3u);
+  for (const json& turn : t)
+    EXPECT_EQ(gill::test::schema_problems(turn, "turn"), std::vector<std::string>{}) << turn.dump(2);
   EXPECT_EQ(t[0]["prompt"].size(), 2u);  // the image, then the text
   EXPECT_EQ(t[0]["prompt"][1]["text"], "What is this?");
   EXPECT_EQ(t[2]["prompt"][0]["text"], "And now?");
@@ -152,7 +156,7 @@ TEST_F(GillCli, IndexThenRunRetrievesFromIt) {
   r = run_cli(args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json j = read_json(js);
-  const std::string src = j["images"][0]["retrieved"][0]["source"];
+  const std::string src = j["images"][0]["retrieved"][0]["path"];
   EXPECT_TRUE(src == (pics / "a.png").string() || src == (pics / "b.png").string()) << src;
 }
 

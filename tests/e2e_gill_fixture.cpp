@@ -84,7 +84,7 @@ struct RunSpec {
 
 pipeline::TurnResult run(const RunSpec& s, io::TensorDump* dump) {
   auto& f = fixture();
-  pipeline::OPTDecoderLM lm(f.model->lm);
+  pipeline::CachedLM lm(*f.model->lm);
   auto b = f.model->backbones(lm, nullptr);
   pipeline::TurnOptions opt;
   opt.decode.n_words = s.n_words;
@@ -170,7 +170,7 @@ TEST(GillFixture, TextPromptForcedImg) {
 TEST(GillFixture, MapperRunsForGenerateAndAlwaysGenerate) {
   GILL_REQUIRE_PATH(shared_dir() / "fixtures" / "models");
   auto& f = fixture();
-  pipeline::OPTDecoderLM lm(f.model->lm);
+  pipeline::CachedLM lm(*f.model->lm);
   auto b = f.model->backbones(lm, nullptr);
   int calls = 0;
   torch::Tensor seen_embeds;
@@ -190,7 +190,7 @@ TEST(GillFixture, MapperRunsForGenerateAndAlwaysGenerate) {
   EXPECT_EQ(calls, 0);  // decision "ret": SD does not run
   opt.always_generate = true;
   io::TensorDump dump;
-  pipeline::OPTDecoderLM lm2(f.model->lm);
+  pipeline::CachedLM lm2(*f.model->lm);
   b.lm = &lm2;
   pipeline::run_turn(f.model->weights, b, f.prompt, opt, &dump);
   EXPECT_EQ(calls, 1);
@@ -201,7 +201,7 @@ TEST(GillFixture, MapperRunsForGenerateAndAlwaysGenerate) {
 TEST(GillFixture, EmptyPrompt) {
   GILL_REQUIRE_PATH(shared_dir() / "fixtures" / "models");
   auto& f = fixture();
-  pipeline::OPTDecoderLM lm(f.model->lm);
+  pipeline::CachedLM lm(*f.model->lm);
   auto b = f.model->backbones(lm, nullptr);
   try {
     pipeline::run_turn(f.model->weights, b, {}, pipeline::TurnOptions{}, nullptr);
@@ -225,7 +225,7 @@ TEST(GillFixture, StableDiffusionSubRunAndRankScore) {
       pipeline::StableDiffusion::load(shared_dir() / "fixtures" / "models" / "runwayml" / "stable-diffusion-tiny", so);
   const std::string p = "generate.forced_img.";
   io::TensorDump dump;
-  pipeline::OPTDecoderLM lm(f.model->lm);
+  pipeline::CachedLM lm(*f.model->lm);
   auto b = f.model->backbones(lm, &dump);  // &dump: clip.* of the re-ranking pass
   b.generate_image = [&](const torch::Tensor& pe, uint64_t) {
     pipeline::SDParams sp;

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "result_schema.h"
 #include "test_support.h"
 
 using gill::test::run_cli;
@@ -47,6 +48,7 @@ TEST_F(RunOptionsCli, ThreadsFlagIsTheIntraOpThreadCountOfAnLmRun) {
                       "2,40,41", "-n", "3", "--no-eos-stop", "--json", js.string()});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const json j = read_json(js);
+    EXPECT_EQ(gill::test::schema_problems(j, "lm"), std::vector<std::string>{}) << j.dump(2);
     EXPECT_EQ(j["timings"]["threads"], t);
     EXPECT_EQ(j["token_ids"].size(), 3u);
     EXPECT_EQ(j["stop_reason"], "max_new_tokens");
@@ -110,6 +112,29 @@ TEST_F(RunOptionsCli, ComputeFlagPicksThePolicy) {
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("--compute"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("fp16"), std::string::npos) << bad.err;
+}
+
+// --no-mmap reads the weights into memory: the same tokens as the mapped weights, recorded as compute.weights, for a
+// GILL run and an LLM-only run.
+TEST_F(RunOptionsCli, NoMmapGivesTheSameResultAndIsRecorded) {
+  for (const bool lm : {false, true}) {
+    std::vector<json> got;
+    for (const bool no_mmap : {false, true}) {
+      const auto js = *dir_ / (std::string(lm ? "lm" : "gill") + (no_mmap ? "_mem" : "_map") + ".json");
+      std::vector<std::string> args =
+          lm ? std::vector<std::string>{"run", "--lm", (root() / "facebook" / "opt-tiny").string(), "--ids", "2,40,41",
+                                        "-n", "4", "--no-eos-stop", "--json", js.string()}
+             : std::vector<std::string>{"run", "-m", root().string(), "-p", "hi", "-n", "4", "--no-sd", "-o",
+                                        (*dir_ / "out").string(), "--json", js.string()};
+      if (no_mmap) args.push_back("--no-mmap");
+      auto r = run_cli(args);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      got.push_back(read_json(js));
+      EXPECT_EQ(got.back()["compute"]["weights"], no_mmap ? "memory" : "mmap");
+    }
+    EXPECT_EQ(got[0]["token_ids"], got[1]["token_ids"]) << (lm ? "lm" : "gill");
+    EXPECT_FALSE(got[0]["token_ids"].empty());
+  }
 }
 
 TEST(InfoCli, ReportsTheProbeAndThePolicy) {

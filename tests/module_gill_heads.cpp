@@ -4,7 +4,8 @@
 
 #include "io/safetensors.h"
 #include "io/tensor_source.h"
-#include "models/gill_mapper.h"
+#include "models/decision_head.h"
+#include "models/gill_heads.h"
 #include "pipeline/retrieval.h"
 #include "test_support.h"
 #include "util/error.h"

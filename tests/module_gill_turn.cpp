@@ -1,9 +1,12 @@
 // A whole GILL turn (prompt assembly, decoding, decision, retrieval, generation routing, outputs) with the
 // fixture's GILL heads and test doubles for the backbones (the LM, tokenizer, CLIP and SD are tested in their
 // own suites; the end-to-end parity test binds the real ones).
+#include <gill/result_json.h>
+
 #include <fstream>
 #include <map>
 
+#include "api/turn_result.h"
 #include "pipeline/gill_generate.h"
 #include "test_support.h"
 #include "util/error.h"
@@ -63,7 +66,8 @@ std::unique_ptr<Setup> make_setup() {
   auto dir = test::temp_dir("gill_turn");
   for (const char* f : {"model_args.json", "pretrained_ckpt.safetensors", "decision_model.safetensors"})
     fs::copy_file(data_dir() / "gill" / f, dir / f, fs::copy_options::overwrite_existing);
-  s->w = load_gill_weights(dir, data_dir() / "gill" / "cc3m_index.safetensors", torch::kFloat32);
+  s->w = load_gill_weights(dir, models::GILLArgs::from_file(dir / "model_args.json"),
+                           data_dir() / "gill" / "cc3m_index.safetensors", torch::kFloat32);
   fs::remove_all(dir);
   s->lm = std::make_unique<FakeLM>(s->w.img_rows);
   s->b.lm = s->lm.get();
@@ -153,13 +157,14 @@ TEST(GillTurn, RoutingRetrievalAndOutputs) {
   EXPECT_GE(r2.blocks[0].retrieved[0].score, r2.blocks[0].retrieved[1].score);
   EXPECT_EQ(r2.caption_text, " [IMG0][IMG1][IMG2][IMG3][IMG4][IMG5][IMG6][IMG7]");
 
-  // Outputs: URLs are reported, never fetched; the generated image is written.
+  // Outputs (the library's one writer and serialiser): URLs are reported, never fetched; the generated image is
+  // written.
   auto out = test::temp_dir("gill_turn_out");
+  Result res = gill::detail::to_result(r2, s2->w.index.base_dir);
+  write_turn_files(res, {out.string(), ""}, GenerateOptions{});
+  const auto j = result_json(res);
   int written = 0;
-  auto j = write_turn_outputs(r2, out, s2->w.index, [&](const fs::path& p, const gill::Image&) {
-    ++written;
-    std::ofstream(p) << "png";
-  });
+  for (const auto& e : fs::directory_iterator(out)) written += e.path().extension() == ".png";
   EXPECT_EQ(written, 1);
   EXPECT_EQ(j["images"][0]["retrieved"][0]["url"].get<std::string>().rfind("http://cc3m.invalid/", 0), 0u);
   EXPECT_TRUE(fs::exists(j["images"][0]["generated"]["file"].get<std::string>()));
@@ -180,7 +185,9 @@ TEST(GillTurn, LocalRetrievalFilesAreCopied) {
   b.retrieved = {{3, 1.5, "img3.png"}};
   r.blocks.push_back(b);
   auto out = dir / "out";
-  auto j = write_turn_outputs(r, out, s->w.index, nullptr);
+  Result res = gill::detail::to_result(r, s->w.index.base_dir);
+  write_turn_files(res, {out.string(), ""}, GenerateOptions{});
+  const auto j = result_json(res);
   const auto file = j["images"][0]["retrieved"][0]["file"].get<std::string>();
   EXPECT_EQ(fs::path(file).filename(), "ret_0_0.png");
   std::ifstream in(file);

@@ -22,12 +22,17 @@ fs::path make_gill_dir(const std::string& tag, bool with_index = true) {
   return dir;
 }
 
+// model_args.json as resolve_weight_paths reads it (load_gill_weights takes it read).
+models::GILLArgs gill_weights_args(const fs::path& dir) {
+  return models::GILLArgs::from_file(dir / "model_args.json");
+}
+
 }  // namespace
 
 TEST(GillWeights, LoadsTheFolder) {
   torch::NoGradGuard ng;
   auto dir = make_gill_dir("gill_w_load");
-  auto w = pipeline::load_gill_weights(dir, {}, torch::kFloat32);
+  auto w = pipeline::load_gill_weights(dir, gill_weights_args(dir), {}, torch::kFloat32);
   EXPECT_EQ(w.img_rows.sizes(), (std::vector<int64_t>{8, 64}));
   ASSERT_TRUE(w.decision);
   EXPECT_EQ(w.index.size(), 6);
@@ -41,12 +46,12 @@ TEST(GillWeights, LoadsTheFolder) {
 TEST(GillWeights, MissingCheckpointAndIndexWidth) {
   auto dir = make_gill_dir("gill_w_missing");
   fs::remove(dir / "pretrained_ckpt.safetensors");
-  EXPECT_EQ(error_of([&] { pipeline::load_gill_weights(dir, {}, torch::kFloat32); }),
+  EXPECT_EQ(error_of([&] { pipeline::load_gill_weights(dir, gill_weights_args(dir), {}, torch::kFloat32); }),
             (dir / "pretrained_ckpt.pth.tar").string() + ": GILL checkpoint not found");
   fs::remove_all(dir);
   // No index: still loads, retrieval off.
   auto d2 = make_gill_dir("gill_w_noindex", false);
-  auto w = pipeline::load_gill_weights(d2, {}, torch::kFloat32);
+  auto w = pipeline::load_gill_weights(d2, gill_weights_args(d2), {}, torch::kFloat32);
   EXPECT_TRUE(w.index.empty());
   EXPECT_FALSE(w.retrieval_matrix.defined());
   fs::remove_all(d2);

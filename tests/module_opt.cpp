@@ -67,7 +67,7 @@ void check_greedy(const std::string& model_name, const std::string& file, bool u
   g.keep_step_logits = true;
   g.use_cache = use_cache;
   auto gen = pipeline::make_generator(g.sampling);
-  auto r = pipeline::generate(model, model->embed_tokens(prompt), g, gen);
+  auto r = pipeline::generate(*model, model->embed_tokens(prompt), g, gen);
   EXPECT_EQ(r.ids, to_vec(seq.narrow(1, 28, 12)));
   EXPECT_EQ(r.stop_reason, "max_new_tokens");
   expect_parity(r.step_logits, exp.get("greedy.scores").select(0, 0), file + " greedy.scores");
@@ -119,6 +119,17 @@ TEST(OPT, ModuleNamesAreCheckpointKeys) {
   EXPECT_TRUE(names.count("model.decoder.layers.1.self_attn.out_proj.bias"));
   EXPECT_TRUE(names.count("model.decoder.final_layer_norm.weight"));
   EXPECT_EQ(model->decoder()->embed_positions->weight.size(0), 66);  // 64 + offset 2
+}
+
+// The registry (models/causal_lm.h) finds OPT by config.json's model_type and gives the same model.
+TEST(OPT, LoadsThroughTheDecoderRegistry) {
+  EXPECT_EQ(models::causal_lm_model_type(opt_dir("opt-tiny")), "opt");
+  auto direct = load("opt-tiny");
+  auto lm = models::load_causal_lm(opt_dir("opt-tiny"), models::ModuleOptions{torch::kFloat32, torch::kCPU});
+  EXPECT_EQ(lm->max_positions(), direct->config().max_position_embeddings);
+  EXPECT_EQ(lm->embed_dim(), direct->config().word_embed_proj_dim);
+  auto ids = opt_expected("opt.safetensors").get("single.input_ids");
+  EXPECT_TRUE(torch::equal(lm->forward(lm->embed_tokens(ids), nullptr, {}).logits, direct->forward_ids(ids).logits));
 }
 
 TEST(OPT, SingleLogitsAndHiddenStates) { check_single("opt-tiny", "opt.safetensors"); }

@@ -1,5 +1,6 @@
 // Batch runner over a fake runner (no weights): every id gets a result, errors are recorded, resume after
 // SIGKILL loses and duplicates nothing, shards cover every id once, the HTML report is well-formed.
+#include <gill/batch.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,9 +11,9 @@
 #include <map>
 #include <thread>
 
-#include <gill/batch.h>
 #include "html_check.h"
 #include "io/atomic_file.h"
+#include "result_schema.h"
 #include "test_support.h"
 
 namespace gill::test {
@@ -51,7 +52,7 @@ batch::Runner fake_runner(int delay_ms = 0, std::atomic<int>* calls = nullptr) {
       ImageBlock b;
       b.decision = "ret";
       b.p_ret = 0.9f;
-      b.retrieved.push_back({"http://cc3m.invalid/1.jpg", 0.5f, 1});
+      b.retrieved.push_back({"http://cc3m.invalid/1.jpg", 0.5f, 1, ""});
       r.images.push_back(b);
     }
     r.timings.total_s = 0.001;
@@ -113,6 +114,7 @@ TEST_F(BatchTest, EveryIdGetsOneResultAndImagesExist) {
   ASSERT_EQ(results.size(), 12u);
   for (int i = 0; i < 12; ++i) {
     const json& r = results[i];
+    EXPECT_EQ(schema_problems(r, "batch"), std::vector<std::string>{}) << r.dump(2);
     EXPECT_EQ(r["id"], "item-" + std::to_string(i));
     EXPECT_EQ(r["status"], "ok");
     EXPECT_EQ(r["line"], i + 1);
@@ -124,7 +126,7 @@ TEST_F(BatchTest, EveryIdGetsOneResultAndImagesExist) {
     ASSERT_EQ(r["images"].size(), 1u);
     if (i % 3 == 0) {
       EXPECT_EQ(r["images"][0]["decision"], "gen");
-      const fs::path png = dir_ / "out" / r["images"][0]["generated"].get<std::string>();
+      const fs::path png = dir_ / "out" / r["images"][0]["generated"]["file"].get<std::string>();
       const Image im = read_image(png.string());
       EXPECT_EQ(im.width, 8);
       EXPECT_EQ(im.pixels[0], seed % 256);
@@ -160,6 +162,7 @@ TEST_F(BatchTest, BadLinesAndFailuresAreRecordedAndTheRunGoesOn) {
   std::map<std::string, json> by_id;
   for (const json& r : lines_of(dir_ / "out" / "results.jsonl")) by_id[r["id"].get<std::string>()] = r;
   ASSERT_EQ(by_id.size(), 14u);
+  for (const auto& [id, r] : by_id) EXPECT_EQ(schema_problems(r, "batch"), std::vector<std::string>{}) << r.dump(2);
   auto msg = [&](const std::string& id) { return by_id.at(id)["error"]["message"].get<std::string>(); };
   auto code = [&](const std::string& id) { return by_id.at(id)["error"]["code"].get<std::string>(); };
   EXPECT_EQ(by_id["a"]["status"], "ok");
@@ -353,6 +356,7 @@ TEST_F(BatchTest, CandidatesAreScored) {
   ASSERT_EQ(scored.size(), 1u);
   std::map<std::string, json> by_id;
   for (const auto& r : lines_of(s.results_path)) by_id[r["id"].get<std::string>()] = r;
+  for (const auto& [id, l] : by_id) EXPECT_EQ(schema_problems(l, "batch"), std::vector<std::string>{}) << l.dump(2);
   const json& r = by_id["s1"];
   EXPECT_EQ(r["status"], "ok");
   ASSERT_EQ(r["scores"].size(), 2u);

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "models/clip_text.h"
-#include "models/gill_mapper.h"
+#include "models/gill_args.h"
 #include "models/opt.h"
 #include "models/unet_2d.h"
 #include "models/vae.h"

@@ -284,3 +284,29 @@ TEST(Safetensors, RewritingAReferenceFileGivesTheSameBytes) {
                            << std::mismatch(got.begin(), got.end(), want.begin(), want.end()).first - got.begin();
   std::filesystem::remove_all(dir);
 }
+
+// Residency::kMemory (`no mmap`): the same tensors as the mapped file, held in anonymous memory aligned for huge
+// pages, alive after the file object and after the file is gone; a file that is a folder or missing is refused.
+TEST(Safetensors, MemoryResidencyReadsTheSameTensors) {
+  auto dir = temp_dir("st");
+  io::NamedTensors ts = {{"w", torch::randn({300, 70}).to(torch::kBFloat16)}, {"b", torch::randn({7})}};
+  io::write_safetensors(dir / "a.safetensors", ts);
+  io::SafetensorsFile mapped(dir / "a.safetensors");
+  torch::Tensor kept;
+  {
+    io::SafetensorsFile mem(dir / "a.safetensors", io::Residency::kMemory);
+    for (auto& [name, t] : ts) EXPECT_TRUE(torch::equal(mem.get(name), mapped.get(name))) << name;
+    // Zero-copy views of the in-memory copy, whose start is 2 MiB aligned (transparent huge pages).
+    EXPECT_EQ(mem.get("w").data_ptr(), static_cast<const void*>(mem.raw_data("w")));
+    auto f = io::MappedFile::open(dir / "a.safetensors", io::Residency::kMemory);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(f->data()) % (uintptr_t(2) << 20), 0u);
+    EXPECT_EQ(f->size(), std::filesystem::file_size(dir / "a.safetensors"));
+    EXPECT_EQ(f->residency(), io::Residency::kMemory);
+    kept = mem.get("w");
+  }
+  std::filesystem::remove(dir / "a.safetensors");
+  EXPECT_TRUE(torch::equal(kept, ts[0].second));  // owns its bytes: no file behind it
+  EXPECT_THROW(io::MappedFile::open(dir / "a.safetensors", io::Residency::kMemory), Error);
+  EXPECT_THROW(io::MappedFile::open(dir, io::Residency::kMemory), Error);
+  std::filesystem::remove_all(dir);
+}

@@ -46,6 +46,37 @@ using TokenCallback = std::function<bool(const std::string& text_piece)>;
 // handler or another thread when it only reads an std::atomic<bool>.
 using CancelCallback = std::function<bool()>;
 
+// The one rule for "is this a URL" (a scheme, then "://": http://..., https://..., s3://...): a retrieved item
+// whose path is a URL is reported, never fetched or copied.
+bool is_url(const std::string& path);
+
+struct RetrievedImage {
+  std::string path;  // local path or URL (URLs are reported, never fetched)
+  float score = 0;
+  int64_t index = -1;
+  std::string file;  // the local copy write_turn_files made (gill/result_json.h), "" = none
+};
+
+struct ImageBlock {
+  std::string caption;           // text before this [IMG] block
+  std::string decision;          // "gen" | "ret"
+  float p_gen = 0, p_ret = 0;
+  std::vector<RetrievedImage> retrieved;
+  std::optional<Image> generated;  // when SD ran
+  // The reference's re-ranking score of the generated image: cosine between its CLIP retrieval embedding and the
+  // block's; computed when an index is loaded (as the reference), else 0.
+  float gen_rank_score = 0;
+  uint64_t seed = 0;
+  // Where the generated image went, "" = nowhere: the PNG write_turn_files wrote, a URL a server answers with.
+  std::string generated_file, generated_url;
+};
+
+// Called for each processed [IMG] block of a turn, twice, in block order: first with done = false once its
+// decision and retrieval are known (before Stable Diffusion may run for it; `generated` empty), then with
+// done = true once the block is complete (the same ImageBlock as Result::images[index]). Return false to cancel
+// (the call throws kCancelled).
+using ImageBlockCallback = std::function<bool(int64_t index, const ImageBlock& block, bool done)>;
+
 struct EngineOptions {
   // Weights: a root in the layout of weights/README.md, or each component on its own (overrides the root).
   std::string weights_root;  // -m
@@ -55,6 +86,8 @@ struct EngineOptions {
   std::string dtype = "auto";   // auto | fp32 | bf16 | fp16 (auto: the fastest accurate choice for the device)
   std::string compute = "auto"; // auto | fp32 | bf16: arithmetic for bf16-stored weights (auto: bf16 where the CPU has native bf16)
   int threads = 0;              // libtorch intra-op threads, set by the constructor; 0 = physical cores
+  bool mmap = true;              // false: read the weights into anonymous (huge-page) memory instead of mapping
+                                //   them: faster memory-bound decode, one copy at load (docs/performance.md)
   bool load_sd = true;          // false: no image generation (retrieval and text only; saves memory)
   std::function<void(LogLevel, const std::string&)> log;  // null: spdlog's default logger
   // Engine-wide callbacks: used while loading, and by every call whose GenerateOptions leaves them empty.
@@ -78,33 +111,16 @@ struct GenerateOptions {
   uint64_t seed = 1337;
   int steps = 50;                 // SD denoising steps
   float guidance_scale = 7.5f;
-  std::string scheduler = "pndm"; // pndm | ddim | euler | dpm++2m
+  std::string scheduler = "pndm";  // one of scheduler_names()
   bool always_generate = false;   // run SD for every [IMG] block, like the reference
   std::string dump_tensors;       // path of a safetensors dump of every stage ("" = none)
   // Per-call callbacks (empty: the engine's).
   ProgressCallback on_progress;
   TokenCallback on_token;
   CancelCallback is_cancelled;
+  ImageBlockCallback on_image_block;
   // Throws gill::Error(kInvalidArgument) naming the field, e.g. "GenerateOptions.top_p = 1.5: must be in (0, 1]".
   void validate() const;
-};
-
-struct RetrievedImage {
-  std::string path;  // local path or URL (URLs are reported, never fetched)
-  float score = 0;
-  int64_t index = -1;
-};
-
-struct ImageBlock {
-  std::string caption;           // text before this [IMG] block
-  std::string decision;          // "gen" | "ret"
-  float p_gen = 0, p_ret = 0;
-  std::vector<RetrievedImage> retrieved;
-  std::optional<Image> generated;  // when SD ran
-  // The reference's re-ranking score of the generated image: cosine between its CLIP retrieval embedding and the
-  // block's; computed when an index is loaded (as the reference), else 0.
-  float gen_rank_score = 0;
-  uint64_t seed = 0;
 };
 
 struct Timings {
@@ -113,12 +129,24 @@ struct Timings {
   int threads = 0;  // libtorch intra-op threads the call ran with
 };
 
+// How a call computed (recorded in every transcript, docs/result-schema.md "compute").
+struct ComputeInfo {
+  std::string device;        // "cpu"
+  std::string dtype;         // weight storage: "fp32" | "bf16" | "fp16"
+  std::string requested;     // the compute option: "auto" | "fp32" | "bf16"
+  std::string compute;       // what bf16-stored weights compute in here: "fp32" | "bf16"
+  std::string gemv_kernel;   // the decode GEMV kernel: "avx512_bf16" | "avx2" | "scalar"
+  bool native_bf16 = false;  // the CPU runs bf16 natively (AVX512-BF16 or AMX-BF16)
+  std::string weights = "mmap";  // where the weights live: "mmap" (mapped file) | "memory" (--no-mmap)
+};
+
 struct Result {
   std::string text;               // the whole generated text (after the newline cut), [IMG] tokens included
   std::vector<ImageBlock> images; // one per processed [IMG] block, in order
   std::string trailing_text;      // text after the last block (the reference drops it; we keep it here)
   std::vector<int64_t> token_ids; // generated ids
   Timings timings;
+  ComputeInfo compute;
 };
 
 // One candidate's score from Engine::score: the reference's GILL.get_log_likelihood_scores(prompt + [candidate]).
@@ -170,7 +198,18 @@ class Chat {
   Chat& operator=(Chat&&) noexcept;
   Result send(const Prompt& turn, const GenerateOptions& options = {});
   void reset();
+  // From now on each turn writes its images into `dir` (created when missing) as turnN_gen_K.png and
+  // turnN_ret_K_I.EXT (write_turn_files, gill/result_json.h; N counts every turn this Chat sent, resets included),
+  // and its Result and the transcript name those files. "" (the default) writes nothing.
+  void set_output_dir(const std::string& dir);
+  // The conversation since the last reset: a JSON array of turn objects (docs/result-schema.md), each with its
+  // prompt, settings and "turn" (1, 2, ...). "[]" before the first turn.
   std::string transcript_json() const;
+  // Turns sent so far (since the last reset), positions held in the KV cache (the dialogue so far), and the bytes
+  // the cache's buffers take (their capacity, every layer's keys and values): what keeping this Chat costs.
+  int64_t turns() const;
+  int64_t n_positions() const;
+  int64_t cache_bytes() const;
 
   struct State;
  private:

@@ -21,6 +21,7 @@ struct LmOptions {
   std::string device = "cpu";
   std::string dtype = "auto";     // auto (= fp32) | fp32 | bf16: weight storage
   std::string compute = "auto";   // auto | fp32 | bf16: arithmetic for bf16-stored weights (auto: bf16 where the CPU has native bf16)
+  bool mmap = true;               // false: weights read into anonymous (huge-page) memory (EngineOptions::mmap)
   int threads = 0;
   std::string prompt;             // encoded with lm_dir's tokenizer (BOS added, as OPT's tokenizer does)
   std::vector<int64_t> prompt_ids;  // used instead of `prompt` when non-empty
@@ -46,6 +47,7 @@ struct LmResult {
   std::string stop_reason;  // max_new_tokens | eos | newline | stop_string | callback | max_positions
   double load_s = 0, prefill_s = 0, decode_s = 0;
   int threads = 0;          // libtorch intra-op threads the call ran with
+  ComputeInfo compute;      // device, storage dtype, compute policy
 };
 
 LmResult generate_text(const LmOptions& options);
@@ -57,6 +59,7 @@ struct SdOptions {
   std::string device = "cpu";
   std::string dtype = "fp32";      // fp32 | bf16 | fp16: weight storage
   std::string compute = "auto";    // auto | fp32 | bf16: arithmetic for bf16-stored weights (auto: bf16 where the CPU has native bf16)
+  bool mmap = true;                // false: weights read into anonymous (huge-page) memory (EngineOptions::mmap)
   int threads = 0;
   std::string prompt;
   std::string negative_prompt;     // "" = diffusers' negative_prompt=None

@@ -1,7 +1,7 @@
 // Batch runs over JSONL (see batch.h): reading items, sharding, resuming, line-atomic results, images.
-#include <gill/batch.h>
-
 #include <fcntl.h>
+#include <gill/batch.h>
+#include <gill/result_json.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -346,12 +346,6 @@ void remove_stale_temps(const fs::path& dir, bool sharded) {
   }
 }
 
-json timings_json(const Timings& t, double item_s) {
-  return json{{"load_s", t.load_s},         {"prompt_s", t.prompt_s},         {"decode_s", t.decode_s},
-              {"retrieval_s", t.retrieval_s}, {"generation_s", t.generation_s}, {"total_s", t.total_s},
-              {"item_s", item_s},           {"prompt_tokens", t.prompt_tokens}, {"new_tokens", t.new_tokens}};
-}
-
 }  // namespace
 
 std::set<std::string> done_ids(const fs::path& out_dir) {
@@ -450,28 +444,18 @@ BatchSummary run_batch(const BatchOptions& options, const Runner& runner) {
         r["best"] = best;
         r["timings"] = {{"item_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
       } else {
-        const Result res = call([&] { return runner(item->prompt, item->options); });
-        json blocks = json::array();
-        for (size_t k = 0; k < res.images.size(); ++k) {
-          const ImageBlock& b = res.images[k];
-          json jb{{"caption", b.caption}, {"decision", b.decision}, {"p_gen", b.p_gen}, {"p_ret", b.p_ret},
-                  {"seed", b.seed},       {"retrieved", json::array()}};
-          for (const RetrievedImage& ri : b.retrieved)
-            jb["retrieved"].push_back(json{{"path", ri.path}, {"score", ri.score}, {"index", ri.index}});
-          if (b.generated && !b.generated->empty()) {
-            const std::string rel = str_cat("images/", safe_name(item->id), ".", k, ".png");
-            write_png(*b.generated, (out / rel).string());
-            jb["generated"] = rel;
-          }
-          blocks.push_back(std::move(jb));
-        }
+        Result res = call([&] { return runner(item->prompt, item->options); });
+        // Generated images as images/ID.gen_K.png with their settings (write_turn_files); the line names them
+        // relative to OUT_DIR, as the report links them.
+        write_turn_files(res, {(out / "images").string(), safe_name(item->id) + ".", false, "gill batch"},
+                         item->options);
+        for (ImageBlock& b : res.images)
+          if (!b.generated_file.empty())
+            b.generated_file = str_cat("images/", fs::path(b.generated_file).filename().string());
+        json turn = result_json(res, {nullptr, &item->options});
+        turn["timings"]["item_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         r["status"] = "ok";
-        r["text"] = res.text;
-        r["trailing_text"] = res.trailing_text;
-        r["images"] = std::move(blocks);
-        r["new_tokens"] = res.token_ids.size();
-        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        r["timings"] = timings_json(res.timings, dt);
+        r.update(turn);
       }
       ++summary.n_ok;
     } catch (const Error& e) {
@@ -481,7 +465,7 @@ BatchSummary run_batch(const BatchOptions& options, const Runner& runner) {
       summary.errors.emplace_back(e.code(), e.what());
     }
     // dump() with replace: invalid UTF-8 in generated text must not lose the line.
-    append_line(fd, summary.results_path, r.dump(-1, ' ', false, json::error_handler_t::replace));
+    append_line(fd, summary.results_path, dump_json(r, -1));
     ++n_run;
   }
   if (options.on_item && !summary.stopped) options.on_item("", n_run, static_cast<int64_t>(todo.size()));

@@ -1,10 +1,12 @@
 // index.html for a batch run: one section per item, the prompt (text and images) next to the outputs (text,
 // [IMG] decisions with probabilities, generated and retrieved images) and timings. Well-formed XHTML-style
 // markup (every element closed, attributes quoted, text escaped), no scripts, images by relative path.
+#include <gill/batch.h>
+#include <gill/gill.h>
+
 #include <cstdio>
 #include <sstream>
 
-#include <gill/batch.h>
 #include "io/atomic_file.h"
 #include "util/error.h"
 
@@ -64,8 +66,6 @@ std::string fmt(double v, int digits = 3) {
   return buf;
 }
 
-bool is_url(const std::string& s) { return s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0; }
-
 const char* kStyle = R"(body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
 h1{font-size:1.4em}section{background:#fff;border:1px solid #ddd;border-radius:6px;margin:1em 0;padding:.8em 1em}
 section.error{border-color:#c33;background:#fff5f5}h2{font-size:1.05em;margin:0 0 .5em}
@@ -107,15 +107,18 @@ void render_item(std::ostringstream& h, const json& r, const fs::path& out_dir) 
     h << "<p class=\"text\">" << esc(r.value("text", "")) << "</p>\n";
     for (const json& b : r.value("images", json::array())) {
       const std::string decision = b.value("decision", "");
+      const json& pr = b.contains("probabilities") ? b["probabilities"] : json::object();
       h << "<div class=\"block " << esc(decision) << "\">\n<p><span class=\"decision\">"
-        << (decision == "gen" ? "generate" : decision == "ret" ? "retrieve" : esc(decision))
-        << "</span> <span class=\"muted\">p_gen " << fmt(b.value("p_gen", 0.0)) << ", p_ret "
-        << fmt(b.value("p_ret", 0.0)) << "</span></p>\n";
+        << (decision == "gen"   ? "generate"
+            : decision == "ret" ? "retrieve"
+                                : esc(decision))
+        << "</span> <span class=\"muted\">p_gen " << fmt(pr.value("gen", 0.0)) << ", p_ret "
+        << fmt(pr.value("ret", 0.0)) << "</span></p>\n";
       if (!b.value("caption", "").empty())
         h << "<p class=\"muted\">caption: " << esc(b.value("caption", "")) << "</p>\n";
-      if (b.contains("generated") && b["generated"].is_string())
-        h << "<img src=\"" << esc(url_path(b["generated"].get<std::string>())) << "\" alt=\"generated (seed "
-          << b.value("seed", uint64_t{0}) << ")\" />\n";
+      if (b.contains("generated") && b["generated"].is_object() && b["generated"].contains("file"))
+        h << "<img src=\"" << esc(url_path(b["generated"].value("file", ""))) << "\" alt=\"generated (seed "
+          << b["generated"].value("seed", uint64_t{0}) << ")\" />\n";
       const json& ret = b.contains("retrieved") ? b["retrieved"] : json::array();
       if (!ret.empty()) {
         h << "<ul>\n";

@@ -1,6 +1,7 @@
 // gill::Engine and gill::Chat over the GILL pipeline (src/pipeline/gill_model.h, gill_generate.h).
 // Every entry point goes through detail::api_boundary, so callers see gill::Error only.
 #include <gill/gill.h>
+#include <gill/result_json.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -14,11 +15,14 @@
 
 #include "api/boundary.h"
 #include "api/runtime.h"
+#include "api/turn_result.h"
 #include "io/image.h"
 #include "io/tensor_dump.h"
+#include "io/tensor_source.h"
 #include "pipeline/gill_model.h"
 #include "pipeline/gill_score.h"
 #include "pipeline/sampling.h"
+#include "pipeline/text_streamer.h"
 #include "util/error.h"
 #include "util/utf8.h"
 
@@ -40,24 +44,10 @@ void check_folder(const char* field, const std::string& path) {
     detail::fail(ErrorCode::kNotFound, str_cat("EngineOptions.", field, ": ", path, ": no such file or folder"));
 }
 
-// "auto" on the CPU: fp32 (exact to the reference) unless the LLM's fp32 weights would take more than half the
-// machine's memory (OPT-6.7B: 27 GB), then bf16 storage (compute stays fp32; see docs/performance.md).
+// "auto": pipeline::auto_storage_dtype (from the LLM folder's tensor bytes, whatever the decoder).
 torch::Dtype pick_dtype(const std::string& dtype, const fs::path& lm_dir) {
-  if (dtype == "fp32") return torch::kFloat32;
-  if (dtype == "bf16") return torch::kBFloat16;
-  if (dtype == "fp16") return torch::kFloat16;
-  int64_t params = 0;
-  try {
-    std::ifstream f(lm_dir / "config.json");
-    auto j = nlohmann::json::parse(f);
-    const int64_t h = j.value("hidden_size", 0), l = j.value("num_hidden_layers", 0), v = j.value("vocab_size", 0);
-    const int64_t ffn = j.value("ffn_dim", 4 * h);
-    params = l * (4 * h * h + 2 * h * ffn) + v * h;
-  } catch (const std::exception&) {
-    return torch::kFloat32;  // the loader reports a bad config.json with its own message
-  }
-  const double ram = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
-  return static_cast<double>(params) * 4 > 0.5 * ram ? torch::kBFloat16 : torch::kFloat32;
+  if (dtype != "auto") return io::parse_torch_dtype(dtype);
+  return pipeline::auto_storage_dtype(lm_dir);
 }
 
 LogLevel to_level(spdlog::level::level_enum l) {
@@ -100,6 +90,7 @@ struct Engine::Impl {
   }
   std::unique_ptr<pipeline::GILLModel> model;
   torch::Dtype dtype = torch::kFloat32;
+  ComputeInfo compute;  // recorded in every Result
 
   void check_cancel(const GenerateOptions& o) const {
     const auto& cancel = o.is_cancelled ? o.is_cancelled : options.is_cancelled;
@@ -152,7 +143,7 @@ struct Engine::Impl {
   }
 
   // One turn on `lm` (a fresh adaptor for Engine::generate, the chat's own for Chat::send).
-  Result turn(pipeline::OPTDecoderLM& lm, const Prompt& prompt, const GenerateOptions& o, bool first_turn,
+  Result turn(pipeline::CachedLM& lm, const Prompt& prompt, const GenerateOptions& o, bool first_turn,
               bool keep_cache) {
     torch::NoGradGuard no_grad;
     const auto t0 = std::chrono::steady_clock::now();
@@ -186,11 +177,12 @@ struct Engine::Impl {
       auto gen = std::make_shared<torch::Generator>(pipeline::make_generator(so));
       t.sampler = [so, gen](const torch::Tensor& logits) { return pipeline::sample_next(logits, so, *gen); };
     }
-    // Streaming: decode everything so far and hand out the new suffix (a piece that ends inside a multi-byte
-    // character waits for the next token).
-    std::vector<int64_t> so_far;
-    std::string emitted;
-    int64_t steps_done = 0;
+    // Streaming (pipeline/text_streamer.h): the pieces together are the turn's text, which ends before the
+    // first "\n" after index 0 (split_output's newline cut), so nothing from there on is streamed.
+    pipeline::TextStreamer streamer([this](const std::vector<int64_t>& ids) { return model->tok->decode(ids, true); },
+                                    model->token_ids.img);
+    int64_t steps_done = 0, n_generated = 0;
+    bool cut = false;
     const auto& on_token = o.on_token;
     t.decode.on_step = [&](const std::vector<int64_t>& chosen) {
       progress(o, "tokens", ++steps_done, o.num_words);
@@ -198,51 +190,33 @@ struct Engine::Impl {
         const auto& cancel = o.is_cancelled ? o.is_cancelled : options.is_cancelled;
         if (cancel()) return false;
       }
-      if (!on_token) return true;
-      so_far.insert(so_far.end(), chosen.begin(), chosen.end());
-      const std::string text = model->tok->decode(so_far, true);
-      if (text.size() <= emitted.size() || text.compare(0, emitted.size(), emitted) != 0) return true;
-      std::string piece = text.substr(emitted.size());
-      if (piece.find("\xEF\xBF\xBD") != std::string::npos) return true;  // incomplete UTF-8: wait
-      emitted = text;
-      return on_token(piece);
+      if (!on_token || cut) return true;
+      std::vector<int64_t> kept;
+      for (int64_t id : chosen) {
+        if (id == model->token_ids.newline && n_generated > 0) {
+          cut = true;
+          break;
+        }
+        kept.push_back(id);
+        ++n_generated;
+      }
+      const std::string piece = streamer.push(kept);
+      return piece.empty() || on_token(piece);
     };
+    if (o.on_image_block)
+      t.on_block = [&](int64_t k, const pipeline::BlockResult& blk, bool done) {
+        if (!o.on_image_block(k, detail::to_image_block(blk, model->weights.index.base_dir), done)) detail::fail(ErrorCode::kCancelled, "cancelled");
+      };
     auto r = pipeline::run_turn(model->weights, b, items, t, dump_ptr);
+    if (on_token) {
+      const std::string rest = streamer.finish(r.text);
+      if (!rest.empty()) on_token(rest);  // the turn is complete: a false here cancels nothing
+    }
     if (dump_ptr) dump.write(o.dump_tensors);
 
-    Result out;
-    out.text = r.text;
-    out.trailing_text = r.trailing_text;
-    out.token_ids = r.ids;
-    out.timings.load_s = 0;
-    out.timings.prompt_s = r.prompt_s;
-    out.timings.decode_s = r.decode_s;
-    out.timings.prompt_tokens = r.prompt_tokens;
-    out.timings.new_tokens = static_cast<int64_t>(r.ids.size());
+    Result out = detail::to_result(r, model->weights.index.base_dir);
     out.timings.threads = at::get_num_threads();
-    for (const auto& blk : r.blocks) {
-      ImageBlock ib;
-      ib.caption = blk.caption;
-      ib.decision = blk.decision;
-      ib.p_gen = static_cast<float>(blk.p_gen);
-      ib.p_ret = static_cast<float>(blk.p_ret);
-      for (const auto& h : blk.retrieved) {
-        RetrievedImage ri;
-        ri.index = h.index;
-        ri.score = static_cast<float>(h.score);
-        const bool url = h.path.find("://") != std::string::npos;
-        ri.path = url || fs::path(h.path).is_absolute()
-                      ? h.path
-                      : (model->weights.index.base_dir / h.path).lexically_normal().string();
-        ib.retrieved.push_back(ri);
-      }
-      ib.generated = blk.generated;
-      ib.gen_rank_score = static_cast<float>(blk.gen_rank_score);
-      ib.seed = blk.seed;
-      out.timings.retrieval_s += blk.retrieval_s;
-      out.timings.generation_s += blk.generation_s;
-      out.images.push_back(std::move(ib));
-    }
+    out.compute = compute;
     out.timings.total_s = seconds_since(t0);
     return out;
   }
@@ -250,8 +224,10 @@ struct Engine::Impl {
 
 struct Chat::State {
   Engine::Impl* engine = nullptr;
-  std::unique_ptr<pipeline::OPTDecoderLM> lm;
-  int64_t turns = 0;
+  std::unique_ptr<pipeline::CachedLM> lm;
+  int64_t turns = 0;    // since the last reset
+  int64_t n_sent = 0;   // every turn sent (names the files)
+  std::string out_dir;  // set_output_dir
   nlohmann::json transcript = nlohmann::json::array();
 };
 
@@ -260,28 +236,6 @@ namespace {
 Engine::Impl& live(const std::unique_ptr<Engine::Impl>& impl, const char* entry) {
   GILL_CHECK(impl, ErrorCode::kInvalidArgument, entry, ": this Engine was moved from");
   return *impl;
-}
-
-nlohmann::json result_json(const Prompt& prompt, const Result& r) {
-  nlohmann::json p = nlohmann::json::array();
-  for (const auto& s : prompt) {
-    if (s.kind == Segment::Kind::kText) p.push_back({{"text", s.text}});
-    else if (s.kind == Segment::Kind::kImageFile) p.push_back({{"image", s.image_path}});
-    else p.push_back({{"image", str_cat("<", s.image.width, "x", s.image.height, " pixels>")}});
-  }
-  nlohmann::json images = nlohmann::json::array();
-  for (const auto& b : r.images) {
-    nlohmann::json rets = nlohmann::json::array();
-    for (const auto& h : b.retrieved) rets.push_back({{"path", h.path}, {"score", h.score}, {"index", h.index}});
-    images.push_back({{"caption", b.caption},
-                      {"decision", b.decision},
-                      {"p_gen", b.p_gen},
-                      {"p_ret", b.p_ret},
-                      {"retrieved", rets},
-                      {"generated", b.generated.has_value()},
-                      {"seed", b.seed}});
-  }
-  return {{"prompt", p}, {"text", r.text}, {"images", images}, {"token_ids", r.token_ids}};
 }
 
 }  // namespace
@@ -311,15 +265,17 @@ Engine::Engine(const EngineOptions& options) {
     mo.paths.index = options.index_path;
     mo.load_sd = options.load_sd;
     // The LLM folder decides "auto"; resolve it first (errors name the missing component).
-    const auto paths = pipeline::resolve_weight_paths(mo.paths, options.load_sd);
-    mo.dtype = pick_dtype(options.dtype, paths.lm);
+    mo.resolved = pipeline::resolve_weight_paths(mo.paths, options.load_sd);
+    mo.dtype = pick_dtype(options.dtype, mo.resolved->lm);
     mo.compute = detail::decide_compute(options.compute, "EngineOptions.compute");
+    mo.residency = options.mmap ? io::Residency::kMap : io::Residency::kMemory;
     impl->dtype = mo.dtype;
+    impl->compute = detail::compute_info(options.device, io::torch_dtype_name(mo.dtype), options.compute, mo.compute,
+                                          options.mmap);
     if (options.on_progress) options.on_progress("load", 0, 1);
     impl->model = pipeline::GILLModel::load(mo);
     if (options.on_progress) options.on_progress("load", 1, 1);
-    spdlog::info("loaded GILL in {:.2f} s ({}, {})", impl->model->load_s,
-                 mo.dtype == torch::kFloat32 ? "fp32" : mo.dtype == torch::kBFloat16 ? "bf16" : "fp16",
+    spdlog::info("loaded GILL in {:.2f} s ({}, {})", impl->model->load_s, impl->compute.dtype,
                  impl->model->sd ? "with Stable Diffusion" : "no Stable Diffusion");
     impl_ = std::move(impl);
   });
@@ -333,7 +289,7 @@ Result Engine::generate(const Prompt& prompt, const GenerateOptions& options) {
   return detail::api_boundary("gill::Engine::generate", [&]() -> Result {
     auto& impl = live(impl_, "gill::Engine::generate");
     options.validate();
-    pipeline::OPTDecoderLM lm(impl.model->lm);
+    pipeline::CachedLM lm(*impl.model->lm);
     return impl.turn(lm, prompt, options, /*first_turn=*/true, /*keep_cache=*/false);
   });
 }
@@ -346,9 +302,11 @@ std::vector<CandidateScore> Engine::score(const Prompt& prompt, const std::vecto
     const GenerateOptions none;  // the engine's callbacks
     impl.check_cancel(none);
     const auto items = prompt.empty() ? std::vector<pipeline::PromptItem>{} : impl.prompt_items(prompt);
-    pipeline::OPTDecoderLM lm(impl.model->lm);
+    pipeline::CachedLM lm(*impl.model->lm);
     auto b = impl.model->backbones(lm, nullptr);
-    auto full_logits = [&](const torch::Tensor& embeds) { return impl.model->lm->forward(embeds).logits[0]; };
+    auto full_logits = [&](const torch::Tensor& embeds) {
+      return impl.model->lm->forward(embeds, nullptr, models::CausalLMForwardOptions()).logits[0];
+    };
     const auto n = static_cast<int64_t>(candidates.size());
     auto scores = pipeline::score_candidates(impl.model->weights, b, items, candidates, full_logits, [&](size_t k) {
       impl.progress(none, "score", static_cast<int64_t>(k), n);
@@ -406,7 +364,7 @@ Chat Engine::chat() {
 
 Chat::Chat(Engine::Impl* engine) : state_(std::make_unique<State>()) {
   state_->engine = engine;
-  state_->lm = std::make_unique<pipeline::OPTDecoderLM>(engine->model->lm);
+  state_->lm = std::make_unique<pipeline::CachedLM>(*engine->model->lm);
 }
 Chat::~Chat() = default;
 Chat::Chat(Chat&&) noexcept = default;
@@ -419,15 +377,25 @@ Result Chat::send(const Prompt& turn, const GenerateOptions& options) {
     auto& s = *state_;
     // A failed turn leaves the cache at an unknown length: remember where it was and roll back on error.
     const int64_t before = s.lm->n_past();
+    Result r;
     try {
-      Result r = s.engine->turn(*s.lm, turn, options, s.turns == 0, /*keep_cache=*/true);
-      ++s.turns;
-      s.transcript.push_back(result_json(turn, r));
-      return r;
+      r = s.engine->turn(*s.lm, turn, options, s.turns == 0, /*keep_cache=*/true);
     } catch (...) {
-      s.lm->cache().truncate(before);
+      s.lm->truncate(before);
       throw;
     }
+    ++s.turns;
+    ++s.n_sent;
+    // The turn is part of the conversation now; a failed image write is reported after it is recorded.
+    try {
+      if (!s.out_dir.empty())
+        write_turn_files(r, {s.out_dir, str_cat("turn", s.n_sent, "_"), true, "gill chat"}, options);
+    } catch (...) {
+      s.transcript.push_back(result_json(r, {&turn, &options, s.turns}));
+      throw;
+    }
+    s.transcript.push_back(result_json(r, {&turn, &options, s.turns}));
+    return r;
   });
 }
 
@@ -438,6 +406,67 @@ void Chat::reset() {
   state_->transcript = nlohmann::json::array();
 }
 
-std::string Chat::transcript_json() const { return state_ ? state_->transcript.dump(2) : "[]"; }
+void Chat::set_output_dir(const std::string& dir) {
+  if (state_) state_->out_dir = dir;
+}
+
+std::string Chat::transcript_json() const {
+  return state_ ? dump_json(state_->transcript) : "[]";
+}
+
+ImageBlock detail::to_image_block(const pipeline::BlockResult& blk, const fs::path& index_dir) {
+  ImageBlock ib;
+  ib.caption = blk.caption;
+  ib.decision = blk.decision;
+  ib.p_gen = static_cast<float>(blk.p_gen);
+  ib.p_ret = static_cast<float>(blk.p_ret);
+  for (const auto& h : blk.retrieved) {
+    RetrievedImage ri;
+    ri.index = h.index;
+    ri.score = static_cast<float>(h.score);
+    ri.path =
+        is_url(h.path) || fs::path(h.path).is_absolute() ? h.path : (index_dir / h.path).lexically_normal().string();
+    ib.retrieved.push_back(ri);
+  }
+  ib.generated = blk.generated;
+  ib.gen_rank_score = static_cast<float>(blk.gen_rank_score);
+  ib.seed = blk.seed;
+  return ib;
+}
+
+Result detail::to_result(const pipeline::TurnResult& r, const fs::path& index_dir) {
+  Result out;
+  out.text = r.text;
+  out.trailing_text = r.trailing_text;
+  out.token_ids = r.ids;
+  out.timings.prompt_s = r.prompt_s;
+  out.timings.decode_s = r.decode_s;
+  out.timings.prompt_tokens = r.prompt_tokens;
+  out.timings.new_tokens = static_cast<int64_t>(r.ids.size());
+  for (const auto& blk : r.blocks) {
+    out.timings.retrieval_s += blk.retrieval_s;
+    out.timings.generation_s += blk.generation_s;
+    out.images.push_back(to_image_block(blk, index_dir));
+  }
+  return out;
+}
+
+int64_t Chat::turns() const {
+  return state_ ? state_->turns : 0;
+}
+
+int64_t Chat::n_positions() const {
+  return state_ ? state_->lm->n_past() : 0;
+}
+
+int64_t Chat::cache_bytes() const {
+  if (!state_) return 0;
+  int64_t bytes = 0;
+  const auto& c = state_->lm->cache();
+  for (const auto* side : {&c.k, &c.v})
+    for (const auto& t : *side)
+      if (t.defined()) bytes += static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
+  return bytes;
+}
 
 }  // namespace gill

@@ -4,6 +4,7 @@
 #include <gill/version.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -89,7 +90,12 @@ void GenerateOptions::validate() const {
   check_int_range(S, "max_num_rets", max_num_rets, 1, 1 << 20);
   check_int_range(S, "steps", steps, 1, 1000);
   check_min(S, "guidance_scale", guidance_scale, 0);
-  check_one_of(S, "scheduler", scheduler, {"pndm", "ddim", "euler", "dpm++2m"});
+  const auto& names = scheduler_names();
+  if (std::find(names.begin(), names.end(), scheduler) == names.end()) {
+    std::string list;
+    for (const auto& n : names) list += str_cat(list.empty() ? "" : ", ", n);
+    bad(S, "scheduler", quoted(scheduler), str_cat("must be one of ", list));
+  }
 }
 
 std::vector<std::string> available_devices() { return {"cpu"}; }
@@ -120,6 +126,19 @@ util::ComputePolicy detail::decide_compute(const std::string& value, const std::
   spdlog::info("{}", policy.describe());
   if (!policy.warning.empty()) spdlog::warn("{}", policy.warning);
   return policy;
+}
+
+ComputeInfo detail::compute_info(const std::string& device, const std::string& dtype, const std::string& requested,
+                                 const util::ComputePolicy& policy, bool mmap) {
+  ComputeInfo c;
+  c.device = device;
+  c.dtype = dtype;
+  c.requested = requested;
+  c.compute = policy.bf16 ? "bf16" : "fp32";
+  c.gemv_kernel = util::gemv_kernel_name(policy.gemv);
+  c.native_bf16 = policy.native_bf16;
+  c.weights = mmap ? "mmap" : "memory";
+  return c;
 }
 
 const char* version() { return GILL_VERSION_STRING; }

@@ -1,5 +1,7 @@
 // What every public entry point that runs models does first (Engine's constructor, the tools.h functions).
 #pragma once
+#include <gill/gill.h>
+
 #include <string>
 
 #include "util/compute_policy.h"
@@ -15,5 +17,10 @@ int begin_call(const std::string& device, const std::string& what, int threads);
 // `what`, e.g. "EngineOptions.compute") against this machine's CPU probe. Logs the choice (and a warning when the
 // request is slow here).
 util::ComputePolicy decide_compute(const std::string& value, const std::string& what);
+
+// What a call records of how it computed (Result::compute, LmResult::compute): `dtype` is the storage dtype's
+// name (io::torch_dtype_name), `requested` the compute option as given.
+ComputeInfo compute_info(const std::string& device, const std::string& dtype, const std::string& requested,
+                         const util::ComputePolicy& policy, bool mmap = true);
 
 }  // namespace gill::detail

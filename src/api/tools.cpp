@@ -52,6 +52,7 @@ LmResult generate_text(const LmOptions& o) {
     ro.sampling.seed = o.seed;
     ro.dtype = o.dtype == "auto" ? "fp32" : o.dtype;  // parse_lm_dtype names an unknown value
     ro.compute = detail::decide_compute(o.compute, "LmOptions.compute");
+    ro.residency = o.mmap ? io::Residency::kMap : io::Residency::kMemory;
     ro.stop_on_eos = o.stop_on_eos;
     ro.stop_on_newline = o.stop_on_newline;
     ro.stop_strings = o.stop_strings;
@@ -72,6 +73,7 @@ LmResult generate_text(const LmOptions& o) {
     out.prefill_s = r.prefill_s;
     out.decode_s = r.decode_s;
     out.threads = threads;
+    out.compute = detail::compute_info(o.device, ro.dtype, o.compute, ro.compute, o.mmap);
     return out;
   });
 }
@@ -98,6 +100,7 @@ Image text_to_image(const SdOptions& o) {
     pipeline::SDOptions so;
     so.dtype = storage_dtype("SdOptions.dtype", o.dtype, {"fp32", "bf16", "fp16"});
     so.compute = detail::decide_compute(o.compute, "SdOptions.compute");
+    so.residency = o.mmap ? io::Residency::kMap : io::Residency::kMemory;
     auto sd = pipeline::StableDiffusion::load(o.sd_dir, so);
     io::TensorDump dump;
     io::TensorDump* dump_ptr = o.dump_tensors.empty() ? nullptr : &dump;

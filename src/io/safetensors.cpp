@@ -29,8 +29,8 @@ constexpr uint64_t kMaxHeader = 100000000;  // the reference implementation's MA
 // tensor with a known dtype, a shape of non-negative integers and two data_offsets; the tensors, in offset order,
 // covering the data section from byte 0 to the file's end with no gap and no overlap, each span exactly
 // numel x dtype size. Whatever the reference rejects is rejected here, naming the file and the rule.
-SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path) {
-  file_ = MappedFile::open(path);
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path, Residency residency) : path_(path) {
+  file_ = MappedFile::open(path, residency);
   const size_t size = file_->size();
   if (size < 8) bad(path, str_cat("truncated safetensors file (", size, " bytes, need at least 8)"));
   uint64_t n = 0;
@@ -259,7 +259,7 @@ void write_safetensors(const std::filesystem::path& path, const NamedTensors& te
 }  // namespace gill::io
 
 namespace gill::io {
-std::unique_ptr<TensorSource> open_safetensors(const std::filesystem::path& file) {
-  return std::make_unique<SafetensorsFile>(file);
+std::unique_ptr<TensorSource> open_safetensors(const std::filesystem::path& file, Residency residency) {
+  return std::make_unique<SafetensorsFile>(file, residency);
 }
 }  // namespace gill::io

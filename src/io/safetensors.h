@@ -17,7 +17,7 @@ namespace gill::io {
 class SafetensorsFile : public TensorSource {
  public:
   // Validates the header completely; throws kNotFound / kFormat / kUnsupported with the file name.
-  explicit SafetensorsFile(const std::filesystem::path& path);
+  explicit SafetensorsFile(const std::filesystem::path& path, Residency residency = Residency::kMap);
 
   std::vector<std::string> names() const override;
   bool contains(const std::string& name) const override;

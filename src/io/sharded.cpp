@@ -16,7 +16,7 @@ namespace {
 
 class ShardedSource : public TensorSource {
  public:
-  explicit ShardedSource(const std::filesystem::path& index) : index_(index) {
+  ShardedSource(const std::filesystem::path& index, Residency residency) : index_(index) {
     const std::string text = read_file(index);
     json j;
     try {
@@ -40,7 +40,7 @@ class ShardedSource : public TensorSource {
         if (!std::filesystem::exists(shard_path, ec))
           detail::fail(ErrorCode::kNotFound,
                        str_cat(index.string(), ": shard '", file, "' (for tensor '", it.key(), "') is missing"));
-        shards_.push_back(detail::with_context(index.string(), [&] { return open_tensors(shard_path); }));
+        shards_.push_back(detail::with_context(index.string(), [&] { return open_tensors(shard_path, residency); }));
         shard_names_.push_back(file);
       }
       where_[it.key()] = pos->second;
@@ -84,10 +84,9 @@ class ShardedSource : public TensorSource {
 
 }  // namespace
 
-std::unique_ptr<TensorSource> open_sharded_index(const std::filesystem::path& index_json) {
-  return std::make_unique<ShardedSource>(index_json);
+std::unique_ptr<TensorSource> open_sharded_index(const std::filesystem::path& index_json, Residency residency) {
+  return std::make_unique<ShardedSource>(index_json, residency);
 }
 
-std::unique_ptr<TensorSource> open_safetensors(const std::filesystem::path& file);
 
 }  // namespace gill::io

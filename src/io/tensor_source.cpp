@@ -99,14 +99,20 @@ DType from_torch(torch::Dtype d) {
   detail::fail(ErrorCode::kUnsupported, str_cat("torch dtype ", c10::toString(d), " has no safetensors name"));
 }
 
-torch::Dtype parse_torch_dtype(const std::string& s) {
+torch::Dtype parse_torch_dtype(const std::string& s, const std::vector<torch::Dtype>& allowed,
+                               const std::string& context) {
   std::string l = s;
   std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (l == "fp32" || l == "float32" || l == "f32" || l == "float") return torch::kFloat32;
-  if (l == "bf16" || l == "bfloat16") return torch::kBFloat16;
-  if (l == "fp16" || l == "float16" || l == "f16" || l == "half") return torch::kFloat16;
-  if (l == "fp64" || l == "float64" || l == "f64" || l == "double") return torch::kFloat64;
-  detail::fail(ErrorCode::kInvalidArgument, str_cat("unknown dtype '", s, "' (expected fp32, bf16 or fp16)"));
+  std::optional<torch::Dtype> d;
+  if (l == "fp32" || l == "float32" || l == "f32" || l == "float") d = torch::kFloat32;
+  if (l == "bf16" || l == "bfloat16") d = torch::kBFloat16;
+  if (l == "fp16" || l == "float16" || l == "f16" || l == "half") d = torch::kFloat16;
+  if (l == "fp64" || l == "float64" || l == "f64" || l == "double") d = torch::kFloat64;
+  if (d && std::find(allowed.begin(), allowed.end(), *d) != allowed.end()) return *d;
+  std::string list;
+  for (size_t k = 0; k < allowed.size(); ++k)
+    list += str_cat(k == 0 ? "" : k + 1 == allowed.size() ? " or " : ", ", torch_dtype_name(allowed[k]));
+  detail::fail(ErrorCode::kInvalidArgument, str_cat("unknown dtype '", s, "'", context, " (expected ", list, ")"));
 }
 
 std::string torch_dtype_name(torch::Dtype d) {
@@ -173,7 +179,7 @@ static bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::unique_ptr<TensorSource> open_tensors(const std::filesystem::path& path) {
+std::unique_ptr<TensorSource> open_tensors(const std::filesystem::path& path, Residency residency) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::exists(path, ec)) detail::fail(ErrorCode::kNotFound, str_cat(path.string(), ": no such file or folder"));
@@ -187,17 +193,17 @@ std::unique_ptr<TensorSource> open_tensors(const std::filesystem::path& path) {
                                         "diffusion_pytorch_model.bin",
                                         "diffusion_pytorch_model.bin.index.json"};
     for (const char* c : kCandidates)
-      if (fs::exists(path / c, ec)) return open_tensors(path / c);
+      if (fs::exists(path / c, ec)) return open_tensors(path / c, residency);
     detail::fail(ErrorCode::kNotFound,
                  str_cat(path.string(), ": no weights found (looked for model.safetensors, pytorch_model.bin, "
                                         "diffusion_pytorch_model.safetensors and their .index.json)"));
   }
   const std::string name = path.filename().string();
-  if (ends_with(name, ".index.json")) return open_sharded_index(path);
-  if (ends_with(name, ".safetensors")) return open_safetensors(path);
+  if (ends_with(name, ".index.json")) return open_sharded_index(path, residency);
+  if (ends_with(name, ".safetensors")) return open_safetensors(path, residency);
   if (ends_with(name, ".bin") || ends_with(name, ".pt") || ends_with(name, ".pth") || ends_with(name, ".pth.tar") ||
       ends_with(name, ".ckpt") || ends_with(name, ".tar"))
-    return open_torch_pickle(path);
+    return open_torch_pickle(path, residency);
   detail::fail(ErrorCode::kUnsupported,
                str_cat(path.string(), ": unknown weight format (expected .safetensors, .bin, .pth.tar or .index.json)"));
 }

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "io/mapped_file.h"
+
 namespace gill::io {
 
 // On-disk dtype names as safetensors spells them.
@@ -23,9 +25,15 @@ std::optional<DType> dtype_from_name(const std::string& s);
 size_t dtype_size(DType d);
 torch::Dtype to_torch(DType d);                   // throws kUnsupported for the types libtorch lacks
 DType from_torch(torch::Dtype d);                   // throws kUnsupported for other torch dtypes
-// Parses a user-facing dtype name: fp32|float32|f32, bf16|bfloat16, fp16|float16|half, fp64, ... (kInvalidArgument).
-torch::Dtype parse_torch_dtype(const std::string& s);
-std::string torch_dtype_name(torch::Dtype d);      // "fp32", "bf16", "fp16", ...
+// The one parser of user-facing dtype names: fp32|float32|f32|float, bf16|bfloat16, fp16|float16|f16|half,
+// fp64|float64|f64|double (any case), one of `allowed`. Otherwise kInvalidArgument
+// "unknown dtype 'int8'<context> (expected fp32 or bf16)", e.g. context " for the LM".
+torch::Dtype parse_torch_dtype(const std::string& s,
+                               const std::vector<torch::Dtype>& allowed = {torch::kFloat32, torch::kBFloat16,
+                                                                           torch::kFloat16, torch::kFloat64},
+                               const std::string& context = "");
+// The one namer, parse_torch_dtype's inverse: "fp32", "bf16", "fp16", "fp64" (else libtorch's name).
+std::string torch_dtype_name(torch::Dtype d);
 
 struct TensorInfo {
   std::string name;
@@ -62,11 +70,13 @@ std::vector<std::string> close_matches(const std::string& key, const std::vector
 // Opens a checkpoint: a .safetensors file, a torch zip-pickle (.bin, .pt, .pth, .pth.tar, .ckpt), a shard index
 // (*.index.json), or a model folder (model.safetensors, then the safetensors index, pytorch_model.bin, its index,
 // then diffusion_pytorch_model.{safetensors,bin}). `device` is where pickle storages are loaded.
-std::unique_ptr<TensorSource> open_tensors(const std::filesystem::path& path);
+// `residency` says where the bytes live (io/mapped_file.h: mapped by default, or read into anonymous memory).
+std::unique_ptr<TensorSource> open_tensors(const std::filesystem::path& path, Residency residency = Residency::kMap);
 
 // Registration of formats implemented in other files (kept as plain functions, no global registry).
-std::unique_ptr<TensorSource> open_safetensors(const std::filesystem::path& file);
-std::unique_ptr<TensorSource> open_sharded_index(const std::filesystem::path& index_json);
-std::unique_ptr<TensorSource> open_torch_pickle(const std::filesystem::path& file);
+std::unique_ptr<TensorSource> open_safetensors(const std::filesystem::path& file, Residency residency = Residency::kMap);
+std::unique_ptr<TensorSource> open_sharded_index(const std::filesystem::path& index_json,
+                                                 Residency residency = Residency::kMap);
+std::unique_ptr<TensorSource> open_torch_pickle(const std::filesystem::path& file, Residency residency = Residency::kMap);
 
 }  // namespace gill::io

@@ -35,8 +35,8 @@ void reject_legacy_torch(const MappedFile& file) {
                                       "torch or convert to safetensors"));
 }
 
-TorchPickleFile::TorchPickleFile(const std::filesystem::path& path) : path_(path) {
-  file_ = MappedFile::open(path);
+TorchPickleFile::TorchPickleFile(const std::filesystem::path& path, Residency residency) : path_(path) {
+  file_ = MappedFile::open(path, residency);
   const std::string where = path.string();
   if (file_->size() < 4 || std::memcmp(file_->data(), "PK\x03\x04", 4) != 0) {
     reject_legacy_torch(*file_);
@@ -152,8 +152,8 @@ torch::Tensor TorchPickleFile::get(const std::string& name, std::optional<torch:
   return view.to(device, want);
 }
 
-std::unique_ptr<TensorSource> open_torch_pickle(const std::filesystem::path& file) {
-  return std::make_unique<TorchPickleFile>(file);
+std::unique_ptr<TensorSource> open_torch_pickle(const std::filesystem::path& file, Residency residency) {
+  return std::make_unique<TorchPickleFile>(file, residency);
 }
 
 }  // namespace gill::io

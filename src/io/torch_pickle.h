@@ -21,7 +21,7 @@ class TorchPickleFile : public TensorSource {
  public:
   // Throws kNotFound, kFormat (not a zip, no data.pkl, bad storages), kSecurity (a global outside the allow-list),
   // kUnsupported (legacy pre-zip torch format, compressed entries) — always naming the file.
-  explicit TorchPickleFile(const std::filesystem::path& path);
+  explicit TorchPickleFile(const std::filesystem::path& path, Residency residency = Residency::kMap);
 
   std::vector<std::string> names() const override;
   bool contains(const std::string& name) const override { return tensors_.count(name) > 0; }

@@ -140,12 +140,7 @@ void check_image(const gill::Image& img, const char* what) {
 }
 
 int json_int(const json& j, const char* key, const std::string& where) {
-  GILL_CHECK(j.is_number_integer(), ErrorCode::kFormat, where, ": \"", key, "\" must be an integer, got ", j.dump());
-  try {
-    return util::json_get<int>(j);
-  } catch (const json::exception&) {
-    detail::fail(ErrorCode::kFormat, str_cat(where, ": \"", key, "\" = ", j.dump(), " is out of range"));
-  }
+  return util::read_value<int>(j, key, where);
 }
 
 }  // namespace
@@ -340,17 +335,11 @@ torch::Tensor image_to_hwc_uint8(const gill::Image& img) {
 CLIPImageProcessorConfig CLIPImageProcessorConfig::from_json(const json& j, const std::string& where) {
   GILL_CHECK(j.is_object(), ErrorCode::kFormat, where, ": expected a JSON object");
   CLIPImageProcessorConfig c;
-  auto get_bool = [&](const char* key, bool& dst) {
-    if (!j.contains(key)) return;
-    GILL_CHECK(j[key].is_boolean(), ErrorCode::kFormat, where, ": \"", key, "\" must be true or false, got ",
-               j[key].dump());
-    dst = j[key].get<bool>();
-  };
-  get_bool("do_resize", c.do_resize);
-  get_bool("do_center_crop", c.do_center_crop);
-  get_bool("do_rescale", c.do_rescale);
-  get_bool("do_normalize", c.do_normalize);
-  get_bool("do_convert_rgb", c.do_convert_rgb);
+  util::read_field(j, "do_resize", c.do_resize, where);
+  util::read_field(j, "do_center_crop", c.do_center_crop, where);
+  util::read_field(j, "do_rescale", c.do_rescale, where);
+  util::read_field(j, "do_normalize", c.do_normalize, where);
+  util::read_field(j, "do_convert_rgb", c.do_convert_rgb, where);
   if (j.contains("size")) {
     const json& s = j["size"];
     if (s.is_object()) {
@@ -372,10 +361,7 @@ CLIPImageProcessorConfig CLIPImageProcessorConfig::from_json(const json& j, cons
       c.crop_height = c.crop_width = json_int(s, "crop_size", where);
     }
   }
-  if (j.contains("rescale_factor")) {
-    GILL_CHECK(j["rescale_factor"].is_number(), ErrorCode::kFormat, where, ": \"rescale_factor\" must be a number");
-    c.rescale_factor = j["rescale_factor"].get<double>();
-  }
+  util::read_field(j, "rescale_factor", c.rescale_factor, where);
   for (const char* key : {"image_mean", "image_std"}) {
     if (!j.contains(key)) continue;
     const json& a = j[key];

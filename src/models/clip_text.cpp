@@ -6,15 +6,14 @@
 
 #include "io/loader.h"
 #include "io/tensor_source.h"
-#include "models/unet_2d_blocks.h"
 #include "util/error.h"
 #include "util/json.h"
 
 namespace gill::models {
 
 using detail::str_cat;
-using sd_detail::layer_norm;
-using sd_detail::linear;
+using ops::layer_norm;
+using ops::linear;
 
 
 CLIPTextConfig CLIPTextConfig::from_json(const nlohmann::json& j_in, const std::string& where) {
@@ -43,17 +42,13 @@ CLIPTextConfig CLIPTextConfig::from_json(const nlohmann::json& j_in, const std::
 }
 
 CLIPTextConfig CLIPTextConfig::from_file(const std::filesystem::path& path) {
-  return from_json(sd_detail::read_config(path), path.string());
+  return from_json(ops::read_config(path), path.string());
 }
 
 CLIPTextEncoderLayerImpl::CLIPTextEncoderLayerImpl(const CLIPTextConfig& cfg, const ModuleOptions& opt)
-    : heads(cfg.num_attention_heads), quick_gelu(cfg.hidden_act == "quick_gelu") {
+    : quick_gelu(cfg.hidden_act == "quick_gelu") {
   const int64_t D = cfg.hidden_size;
-  auto attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
-  k_proj = attn->register_module("k_proj", Linear(D, D, true, opt));
-  v_proj = attn->register_module("v_proj", Linear(D, D, true, opt));
-  q_proj = attn->register_module("q_proj", Linear(D, D, true, opt));
-  out_proj = attn->register_module("out_proj", Linear(D, D, true, opt));
+  self_attn = register_module("self_attn", CLIPAttention(D, cfg.num_attention_heads, opt));
   layer_norm1 = register_module("layer_norm1", LayerNorm(D, cfg.layer_norm_eps, true, opt));
   auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
   fc1 = mlp->register_module("fc1", Linear(D, cfg.intermediate_size, true, opt));
@@ -62,17 +57,7 @@ CLIPTextEncoderLayerImpl::CLIPTextEncoderLayerImpl(const CLIPTextConfig& cfg, co
 }
 
 torch::Tensor CLIPTextEncoderLayerImpl::forward(const torch::Tensor& h_in, const torch::Tensor& mask) {
-  const int64_t B = h_in.size(0), T = h_in.size(1), D = h_in.size(2), d = D / heads;
-  auto x = layer_norm(layer_norm1, h_in);
-  auto split = [&](const torch::Tensor& t) {  // [B,T,D] -> [B*H, T, d]
-    return t.view({B, T, heads, d}).transpose(1, 2).reshape({B * heads, T, d});
-  };
-  auto q = split(linear(q_proj, x) * (1.0 / std::sqrt(static_cast<double>(d))));  // q scaled before the matmul
-  auto k = split(linear(k_proj, x)), v = split(linear(v_proj, x));
-  auto w = torch::bmm(q, k.transpose(1, 2)).view({B, heads, T, T}) + mask;  // [B,H,T,T]
-  auto p = torch::softmax(w.view({B * heads, T, T}), -1);
-  auto o = torch::bmm(p, v).view({B, heads, T, d}).transpose(1, 2).reshape({B, T, D});
-  auto h = h_in + linear(out_proj, o);
+  auto h = h_in + self_attn->forward(layer_norm(layer_norm1, h_in), /*gemm_fp32=*/false, mask);
   auto m = linear(fc1, layer_norm(layer_norm2, h));
   m = quick_gelu ? m * torch::sigmoid(1.702 * m) : torch::gelu(m);
   return h + linear(fc2, m);
@@ -125,8 +110,8 @@ CLIPTextModel load_clip_text(const std::filesystem::path& dir, const ModuleOptio
   return detail::with_context(str_cat("loading CLIP text encoder from ", dir.string()), [&] {
     auto cfg = CLIPTextConfig::from_file(dir / "config.json");
     CLIPTextModel model(cfg, opts);
-    auto weights = sd_detail::find_weights(dir, {"model.safetensors", "pytorch_model.bin"});
-    auto source = io::open_tensors(weights);
+    auto weights = ops::find_weights(dir, {"model.safetensors", "pytorch_model.bin"});
+    auto source = io::open_tensors(weights, opts.residency);
     io::LoadSpec spec;
     spec.allowed_extra = {"text_model\\.embeddings\\.position_ids"};
     io::load_module(*model, *source, spec, opts.dtype, opts.device);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "models/clip_attention.h"
 #include "models/layers.h"
 
 namespace gill::models {
@@ -32,10 +33,9 @@ class CLIPTextEncoderLayerImpl : public torch::nn::Module {
  public:
   CLIPTextEncoderLayerImpl(const CLIPTextConfig& cfg, const ModuleOptions& opt);
   torch::Tensor forward(const torch::Tensor& h /* [B,T,D] */, const torch::Tensor& mask /* [T,T] additive */);
-  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};  // ckpt: self_attn.*
+  CLIPAttention self_attn{nullptr};
   LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
   Linear fc1{nullptr}, fc2{nullptr};  // ckpt: mlp.fc1, mlp.fc2
-  int64_t heads;
   bool quick_gelu;
 };
 TORCH_MODULE(CLIPTextEncoderLayer);

@@ -7,6 +7,7 @@
 
 #include "io/tensor_source.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace gill::models {
 namespace {
@@ -25,11 +26,6 @@ torch::Tensor linear(const torch::Tensor& x, const LinearImpl& l, bool gemm_fp32
       .to(dt);
 }
 
-torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b, bool gemm_fp32) {
-  if (!gemm_fp32) return torch::matmul(a, b);
-  return torch::matmul(a.to(torch::kFloat32), b.to(torch::kFloat32)).to(a.scalar_type());
-}
-
 json read_json_file(const std::filesystem::path& path, const char* what) {
   std::ifstream in(path);
   GILL_CHECK(in, ErrorCode::kNotFound, path.string(), ": cannot open the ", what);
@@ -43,28 +39,17 @@ json read_json_file(const std::filesystem::path& path, const char* what) {
 }
 
 void apply_vision_keys(const json& j, CLIPVisionConfig& c, const std::string& where) {
-  auto get_int = [&](const char* key, int64_t& dst) {
-    if (!j.contains(key) || j[key].is_null()) return;
-    GILL_CHECK(j[key].is_number_integer(), ErrorCode::kFormat, where, ": \"", key, "\" must be an integer, got ",
-               j[key].dump());
-    dst = j[key].get<int64_t>();
-  };
-  get_int("hidden_size", c.hidden_size);
-  get_int("intermediate_size", c.intermediate_size);
-  get_int("num_attention_heads", c.num_attention_heads);
-  get_int("num_hidden_layers", c.num_hidden_layers);
-  get_int("patch_size", c.patch_size);
-  get_int("image_size", c.image_size);
-  get_int("num_channels", c.num_channels);
-  get_int("projection_dim", c.projection_dim);
-  if (j.contains("hidden_act")) {
-    GILL_CHECK(j["hidden_act"].is_string(), ErrorCode::kFormat, where, ": \"hidden_act\" must be a string");
-    c.hidden_act = j["hidden_act"].get<std::string>();
-  }
-  if (j.contains("layer_norm_eps")) {
-    GILL_CHECK(j["layer_norm_eps"].is_number(), ErrorCode::kFormat, where, ": \"layer_norm_eps\" must be a number");
-    c.layer_norm_eps = j["layer_norm_eps"].get<double>();
-  }
+  const std::pair<const char*, int64_t*> ints[] = {{"hidden_size", &c.hidden_size},
+                                                   {"intermediate_size", &c.intermediate_size},
+                                                   {"num_attention_heads", &c.num_attention_heads},
+                                                   {"num_hidden_layers", &c.num_hidden_layers},
+                                                   {"patch_size", &c.patch_size},
+                                                   {"image_size", &c.image_size},
+                                                   {"num_channels", &c.num_channels},
+                                                   {"projection_dim", &c.projection_dim}};
+  for (const auto& [key, dst] : ints) util::read_field(j, key, *dst, where);
+  util::read_field(j, "hidden_act", c.hidden_act, where);
+  util::read_field(j, "layer_norm_eps", c.layer_norm_eps, where);
 }
 
 }  // namespace
@@ -135,31 +120,6 @@ torch::Tensor CLIPVisionEmbeddingsImpl::forward(const torch::Tensor& pixel_value
   return emb + position_embedding->forward(position_ids);  // + [1, 1 + P, D]
 }
 
-CLIPAttentionImpl::CLIPAttentionImpl(const CLIPVisionConfig& cfg, const ModuleOptions& opt)
-    : n_heads(cfg.num_attention_heads), head_dim(cfg.head_dim()), scale(std::pow(double(cfg.head_dim()), -0.5)) {
-  const int64_t D = cfg.hidden_size;
-  k_proj = register_module("k_proj", Linear(D, D, true, opt));
-  v_proj = register_module("v_proj", Linear(D, D, true, opt));
-  q_proj = register_module("q_proj", Linear(D, D, true, opt));
-  out_proj = register_module("out_proj", Linear(D, D, true, opt));
-}
-
-torch::Tensor CLIPAttentionImpl::forward(const torch::Tensor& x, bool gemm_fp32) {
-  const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
-  // q is scaled after its bias, as its own op (CLIPAttention.forward).
-  auto q = linear(x, *q_proj, gemm_fp32) * scale;
-  auto k = linear(x, *k_proj, gemm_fp32);
-  auto v = linear(x, *v_proj, gemm_fp32);
-  q = q.view({B, T, n_heads, head_dim}).transpose(1, 2);  // [B, H, T, hd]
-  k = k.view({B, T, n_heads, head_dim}).transpose(1, 2);
-  v = v.view({B, T, n_heads, head_dim}).transpose(1, 2);
-  auto attn = matmul(q, k.transpose(-1, -2), gemm_fp32);  // [B, H, T, T]
-  attn = torch::softmax(attn, -1);                         // no mask in the vision tower
-  auto out = matmul(attn, v, gemm_fp32);                   // [B, H, T, hd]
-  out = out.transpose(1, 2).reshape({B, T, D});            // [B, T, D]
-  return linear(out, *out_proj, gemm_fp32);
-}
-
 CLIPMLPImpl::CLIPMLPImpl(const CLIPVisionConfig& cfg, const ModuleOptions& opt)
     : quick_gelu(cfg.hidden_act == "quick_gelu") {
   fc1 = register_module("fc1", Linear(cfg.hidden_size, cfg.intermediate_size, true, opt));
@@ -174,7 +134,7 @@ torch::Tensor CLIPMLPImpl::forward(const torch::Tensor& x, bool gemm_fp32) {
 }
 
 CLIPEncoderLayerImpl::CLIPEncoderLayerImpl(const CLIPVisionConfig& cfg, const ModuleOptions& opt) {
-  self_attn = register_module("self_attn", CLIPAttention(cfg, opt));
+  self_attn = register_module("self_attn", CLIPAttention(cfg.hidden_size, cfg.num_attention_heads, opt));
   layer_norm1 = register_module("layer_norm1", LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, true, opt));
   mlp = register_module("mlp", CLIPMLP(cfg, opt));
   layer_norm2 = register_module("layer_norm2", LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, true, opt));
@@ -242,7 +202,7 @@ CLIPVisionModel load_clip_vision(const std::filesystem::path& dir, const ModuleO
   return detail::with_context(str_cat("loading CLIP vision from ", dir.string()), [&] {
     const auto cfg = CLIPVisionConfig::from_file(dir);
     CLIPVisionModel model(cfg, opt);
-    const auto source = io::open_tensors(dir);
+    const auto source = io::open_tensors(dir, opt.residency);
     io::load_module(*model, *source, clip_vision_load_spec(), opt.dtype, opt.device);
     model->eval();
     return model;

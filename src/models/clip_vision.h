@@ -13,6 +13,7 @@
 #include <gill/image.h>
 #include "io/loader.h"
 #include "io/tensor_dump.h"
+#include "models/clip_attention.h"
 #include "models/clip_image_processor.h"
 #include "models/layers.h"
 
@@ -59,16 +60,6 @@ class CLIPVisionEmbeddingsImpl : public torch::nn::Module {
   torch::Tensor position_ids;  // [1, 1 + P] int64 buffer
 };
 TORCH_MODULE(CLIPVisionEmbeddings);
-
-class CLIPAttentionImpl : public torch::nn::Module {
- public:
-  CLIPAttentionImpl(const CLIPVisionConfig& cfg, const ModuleOptions& opt);
-  torch::Tensor forward(const torch::Tensor& x, bool gemm_fp32);  // [B, T, D] -> [B, T, D]
-  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
-  int64_t n_heads, head_dim;
-  double scale;
-};
-TORCH_MODULE(CLIPAttention);
 
 class CLIPMLPImpl : public torch::nn::Module {
  public:

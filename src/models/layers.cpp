@@ -1,6 +1,18 @@
 #include "models/layers.h"
 
+#include <algorithm>
+#include <fstream>
+
+#include "util/error.h"
+
 namespace gill::models {
+
+using detail::str_cat;
+
+torch::MemoryFormat conv_memory_format(const ModuleOptions& opt) {
+  return opt.device.is_cpu() && compute_dtype(opt) == torch::kBFloat16 ? torch::MemoryFormat::ChannelsLast
+                                                                        : torch::MemoryFormat::Contiguous;
+}
 
 torch::Dtype compute_dtype(const ModuleOptions& opt) {
   if (!opt.device.is_cpu()) return opt.dtype;
@@ -67,5 +79,84 @@ void init_random(torch::nn::Module& module, uint64_t seed, double std) {
     t.set_data(tmp.to(t.device(), t.scalar_type()));
   }
 }
+
+namespace ops {
+
+nlohmann::json read_config(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  GILL_CHECK(in.good(), ErrorCode::kNotFound, "config file not found: ", path.string());
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    detail::fail(ErrorCode::kFormat, str_cat(path.string(), ": invalid JSON: ", e.what()));
+  }
+}
+
+std::filesystem::path find_weights(const std::filesystem::path& dir, const std::vector<std::string>& names) {
+  std::string tried;
+  for (const auto& n : names) {
+    if (std::filesystem::exists(dir / n)) return dir / n;
+    tried += (tried.empty() ? "" : ", ") + n;
+  }
+  detail::fail(ErrorCode::kNotFound, str_cat("no weights in ", dir.string(), " (looked for ", tried, ")"));
+}
+
+torch::Tensor linear(const Linear& m, const torch::Tensor& x) {
+  return torch::nn::functional::linear(x, as_compute(m->weight, x), as_compute(m->bias, x));
+}
+
+torch::Tensor conv(const Conv2d& m, const torch::Tensor& x) {
+  return torch::conv2d(x, as_compute(m->weight, x), as_compute(m->bias, x), {m->stride, m->stride},
+                       {m->padding, m->padding});
+}
+
+torch::Tensor group_norm(const GroupNorm& m, const torch::Tensor& x) {
+  return torch::group_norm(x, m->groups, as_compute(m->weight, x), as_compute(m->bias, x), m->eps);
+}
+
+torch::Tensor group_norm_silu(const GroupNorm& m, const torch::Tensor& x) {
+  auto h = group_norm(m, x);
+  return torch::silu_(h);
+}
+
+torch::Tensor layer_norm(const LayerNorm& m, const torch::Tensor& x) {
+  return torch::layer_norm(x, {m->dim}, as_compute(m->weight, x), as_compute(m->bias, x), m->eps);
+}
+
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t heads,
+                        double scale, bool upcast_softmax) {
+  const int64_t B = q.size(0), N = q.size(1), M = k.size(1), C = q.size(2);
+  const int64_t d = C / heads;
+  // head_to_batch_dim: [B,N,H*d] -> [B*H, N, d] (channel c = head*d + i)
+  auto to_batch = [&](const torch::Tensor& t) {
+    return t.reshape({B, t.size(1), heads, d}).permute({0, 2, 1, 3}).reshape({B * heads, t.size(1), d});
+  };
+  auto qb = to_batch(q), kt = to_batch(k).transpose(1, 2), vb = to_batch(v);  // kt: [B*H, d, M]
+  const int64_t BH = B * heads;
+  constexpr int64_t kScoreBudget = int64_t(16) << 20;  // elements of one score chunk (64 MB in fp32)
+  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(N, kScoreBudget / std::max<int64_t>(1, BH * M)));
+  auto out = torch::empty({BH, N, d}, q.options());
+  torch::Tensor scores, probs;
+  for (int64_t r0 = 0; r0 < N; r0 += rows) {
+    const int64_t n = std::min(rows, N - r0);
+    auto qc = qb.narrow(1, r0, n);
+    if (!scores.defined() || scores.size(1) != n) scores = torch::empty({BH, n, M}, q.options());
+    torch::baddbmm_out(scores, scores, qc, kt, /*beta=*/0.0, /*alpha=*/scale);  // [BH, n, M]
+    if (upcast_softmax && scores.scalar_type() != torch::kFloat32) {
+      probs = torch::softmax(scores.to(torch::kFloat32), -1).to(scores.scalar_type());
+    } else {
+      probs = torch::softmax(scores, -1);
+    }
+    if (n == N) {
+      torch::bmm_out(out, probs, vb);
+    } else {
+      out.narrow(1, r0, n).copy_(torch::bmm(probs, vb));
+    }
+  }
+  // batch_to_head_dim: [B*H, N, d] -> [B, N, H*d]
+  return out.reshape({B, heads, N, d}).permute({0, 2, 1, 3}).reshape({B, N, C});
+}
+
+}  // namespace ops
 
 }  // namespace gill::models

@@ -90,49 +90,6 @@ OPTConfig OPTConfig::from_file(const std::filesystem::path& path) {
   return detail::with_context(path.string(), [&] { return from_json(j); });
 }
 
-// ---------------------------------------------------------------------------------------------- KVCache
-
-void KVCache::clear() {
-  k.clear();
-  v.clear();
-  n_tokens = 0;
-}
-
-void KVCache::truncate(int64_t n) {
-  GILL_CHECK(n >= 0 && n <= n_tokens, ErrorCode::kInvalidArgument, "KVCache::truncate(", n,
-             "): the cache holds ", n_tokens, " positions");
-  n_tokens = n;
-}
-
-std::pair<torch::Tensor, torch::Tensor> KVCache::append(size_t layer, const torch::Tensor& k_new,
-                                                        const torch::Tensor& v_new) {
-  if (k.size() <= layer) {
-    k.resize(layer + 1);
-    v.resize(layer + 1);
-  }
-  const int64_t t_new = k_new.size(2), need = n_tokens + t_new;
-  auto& kb = k[layer];
-  auto& vb = v[layer];
-  if (kb.defined() && (kb.size(0) != k_new.size(0) || kb.scalar_type() != k_new.scalar_type()))
-    detail::fail(ErrorCode::kInvalidArgument, str_cat("KVCache: batch/dtype changed (cache batch ", kb.size(0),
-                                                      ", new batch ", k_new.size(0), "); call clear() first"));
-  if (!kb.defined() || kb.size(2) < need) {
-    const int64_t cap = std::max<int64_t>(need, kb.defined() ? 2 * kb.size(2) : std::max<int64_t>(need, 64));
-    auto grow = [&](torch::Tensor& buf, const torch::Tensor& like) {
-      auto nb = torch::empty({like.size(0), like.size(1), cap, like.size(3)}, like.options());  // [B, H, cap, hd]
-      if (buf.defined() && n_tokens > 0) nb.narrow(2, 0, n_tokens).copy_(buf.narrow(2, 0, n_tokens));
-      buf = nb;
-    };
-    grow(kb, k_new);
-    grow(vb, v_new);
-  }
-  kb.narrow(2, n_tokens, t_new).copy_(k_new);
-  vb.narrow(2, n_tokens, t_new).copy_(v_new);
-  return {kb.narrow(2, 0, need), vb.narrow(2, 0, need)};
-}
-
-void KVCache::commit(int64_t n_new) { n_tokens += n_new; }
-
 // ---------------------------------------------------------------------------------------------- modules
 
 OPTAttentionImpl::OPTAttentionImpl(const OPTConfig& c, const ModuleOptions& opt)
@@ -238,6 +195,19 @@ void OPTForCausalLMImpl::resize_token_embeddings(int64_t n_rows) {
   table.narrow(0, 0, keep).copy_(w.narrow(0, 0, keep));
   w.set_data(table);
   config_.vocab_size = n_rows;
+}
+
+void OPTForCausalLMImpl::set_token_embeddings(const std::vector<int64_t>& ids, const torch::Tensor& rows) {
+  torch::NoGradGuard no_grad;
+  auto& table = decoder_->embed_tokens->weight;
+  GILL_CHECK(rows.dim() == 2 && rows.size(0) == static_cast<int64_t>(ids.size()) && rows.size(1) == table.size(1),
+             ErrorCode::kShapeMismatch, "OPT: ", ids.size(), " embedding rows must be [", ids.size(), ", ",
+             table.size(1), "], got ", detail::shape_str(rows.sizes().vec()));
+  for (size_t k = 0; k < ids.size(); ++k) {
+    GILL_CHECK(ids[k] >= 0 && ids[k] < table.size(0), ErrorCode::kInvalidArgument, "OPT: token id ", ids[k],
+               " is outside the embedding table [0, ", table.size(0), ")");
+    table[ids[k]].copy_(rows[static_cast<int64_t>(k)].to(table.scalar_type()));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------- math
@@ -405,12 +375,16 @@ io::LoadSpec opt_load_spec() {
   return spec;
 }
 
+std::shared_ptr<CausalLM> load_opt_causal_lm(const std::filesystem::path& dir, const ModuleOptions& options) {
+  return load_opt(dir, options).ptr();
+}
+
 OPTForCausalLM load_opt(const std::filesystem::path& dir, const ModuleOptions& opt) {
   return detail::with_context(str_cat("loading OPT from ", dir.string()), [&] {
     GILL_CHECK(std::filesystem::is_directory(dir), ErrorCode::kNotFound, "no such folder");
     auto config = OPTConfig::from_file(dir / "config.json");
     OPTForCausalLM model(config, opt);
-    auto source = io::open_tensors(dir);
+    auto source = io::open_tensors(dir, opt.residency);
     io::load_module(*model->decoder(), *source, opt_load_spec(), opt.dtype, opt.device);
     model->set_compute_dtype(compute_dtype(opt));
     return model;

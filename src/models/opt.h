@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "io/loader.h"
+#include "models/causal_lm.h"
 #include "models/layers.h"
 
 namespace gill::models {
@@ -51,38 +52,9 @@ struct OPTConfig {
   static OPTConfig from_file(const std::filesystem::path& config_json);
 };
 
-// Keys and values of every layer for incremental decoding. Buffers grow by doubling; views are handed out.
-struct KVCache {
-  std::vector<torch::Tensor> k, v;  // per layer: [B, H, capacity, head_dim]
-  int64_t n_tokens = 0;             // positions filled
-
-  int64_t length() const { return n_tokens; }
-  void clear();
-  void truncate(int64_t n);  // keep the first n positions (0 <= n <= length())
-
-  // Internal (used by the attention layers): writes `k_new`/`v_new` [B, H, T, hd] after the current length for
-  // `layer` and returns views of all positions [B, H, length()+T, hd]. commit(T) then advances the length.
-  std::pair<torch::Tensor, torch::Tensor> append(size_t layer, const torch::Tensor& k_new, const torch::Tensor& v_new);
-  void commit(int64_t n_new);
-};
-
-struct OPTOutput {
-  torch::Tensor logits;       // [B, T, vocab] fp32 ([B, 1, vocab] with last_logits_only)
-  torch::Tensor last_hidden;  // [B, T, word_embed_proj_dim] = HF hidden_states[-1] (after final LN / project_out)
-  std::vector<torch::Tensor> hidden_states;  // n_layers + 1 entries when requested, HF semantics
-};
-
-struct OPTForwardOptions {
-  bool output_hidden_states = false;
-  // When non-empty (with output_hidden_states): every hidden state keeps only these positions of this call's
-  // sequence, [B, n_positions, D]. Negative indices count from the end.
-  std::vector<int64_t> hidden_positions;
-  // Optional [B, past + T] 0/1 mask (HF semantics: positions = cumsum(mask) * mask - 1, masked keys get
-  // finfo.min). Absent: all ones.
-  torch::Tensor attention_mask;
-  // Compute logits for the last position only ([B, 1, vocab]); what a decoding loop needs.
-  bool last_logits_only = false;
-};
+// The CausalLM types under OPT's names.
+using OPTOutput = CausalLMOutput;
+using OPTForwardOptions = CausalLMForwardOptions;
 
 class OPTAttentionImpl : public torch::nn::Module {
  public:
@@ -113,27 +85,32 @@ class OPTDecoderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(OPTDecoder);
 
-class OPTForCausalLMImpl : public torch::nn::Module {
+// OPT behind the CausalLM interface (models/causal_lm.h; the registry's "opt").
+class OPTForCausalLMImpl : public torch::nn::Module, public CausalLM {
  public:
   OPTForCausalLMImpl(const OPTConfig& config, const ModuleOptions& opt);
 
   // [B, T] int64 -> [B, T, word_embed_proj_dim] in the compute dtype. Ids outside the table: kInvalidArgument.
-  torch::Tensor embed_tokens(const torch::Tensor& ids);
+  torch::Tensor embed_tokens(const torch::Tensor& ids) override;
   OPTOutput forward(const torch::Tensor& inputs_embeds, KVCache* cache = nullptr, bool output_hidden_states = false);
-  OPTOutput forward(const torch::Tensor& inputs_embeds, KVCache* cache, const OPTForwardOptions& options);
+  OPTOutput forward(const torch::Tensor& inputs_embeds, KVCache* cache, const OPTForwardOptions& options) override;
   // Convenience: embed_tokens + forward.
   OPTOutput forward_ids(const torch::Tensor& ids, KVCache* cache = nullptr, const OPTForwardOptions& options = {});
 
   // Keeps the first min(old, n_rows) rows; new rows are zero; lm_head stays tied. Updates config().vocab_size.
-  void resize_token_embeddings(int64_t n_rows);
+  void resize_token_embeddings(int64_t n_rows) override;
+  void set_token_embeddings(const std::vector<int64_t>& ids, const torch::Tensor& rows) override;
   torch::Tensor embedding_weight();  // the tied table [V, word_embed_proj_dim] (storage dtype)
   const OPTConfig& config() const { return config_; }
   OPTDecoder& decoder() { return decoder_; }
+  int64_t embed_dim() const override { return config_.word_embed_proj_dim; }
+  int64_t max_positions() const override { return config_.max_position_embeddings; }
+  int64_t eos_token_id() const override { return config_.eos_token_id; }
 
   // Activation dtype (see the header comment). Converts 1-D parameters to it (biases, LayerNorm affine).
   void set_compute_dtype(torch::Dtype dtype);
   torch::Dtype compute_dtype() const { return compute_dtype_; }
-  torch::Dtype storage_dtype() const { return storage_dtype_; }
+  torch::Dtype storage_dtype() const override { return storage_dtype_; }
   // false: every linear is libtorch's own (torch::linear in the compute dtype), as transformers runs the model;
   // the in-process peer of the benchmarks. Default true (gill's bf16-weight kernels).
   void use_gill_kernels(bool on) { gill_kernels_ = on; }
@@ -168,5 +145,7 @@ io::LoadSpec opt_load_spec();
 // Loads config.json + weights from an HF folder (model.safetensors, pytorch_model.bin, or shards of either).
 // fp16/fp32 files are converted to opt.dtype one tensor at a time. Errors carry "loading OPT from DIR: ".
 OPTForCausalLM load_opt(const std::filesystem::path& dir, const ModuleOptions& opt);
+// load_opt behind the CausalLM interface: the registry's loader for model_type "opt" (models/causal_lm.cpp).
+std::shared_ptr<CausalLM> load_opt_causal_lm(const std::filesystem::path& dir, const ModuleOptions& options);
 
 }  // namespace gill::models

@@ -12,7 +12,7 @@
 namespace gill::models {
 
 using detail::str_cat;
-using namespace sd_detail;
+using namespace ops;
 
 namespace {
 
@@ -221,7 +221,7 @@ UNet2DConditionModel load_unet(const std::filesystem::path& dir, const ModuleOpt
     UNet2DConditionModel model(cfg, opts);
     auto weights =
         find_weights(dir, {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"});
-    auto source = io::open_tensors(weights);
+    auto source = io::open_tensors(weights, opts.residency);
     io::LoadSpec spec;
     io::load_module(*model, *source, spec, opts.dtype, opts.device);
     model->eval();

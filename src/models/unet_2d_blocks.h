@@ -21,30 +21,6 @@
 
 namespace gill::models {
 
-namespace sd_detail {
-// Reads a config.json (kNotFound / kFormat with the path).
-nlohmann::json read_config(const std::filesystem::path& path);
-// The file holding a diffusers/transformers component's weights in `dir` (kNotFound listing what was tried).
-std::filesystem::path find_weights(const std::filesystem::path& dir, const std::vector<std::string>& names);
-// `w` converted to x's dtype when they differ (undefined stays undefined).
-inline torch::Tensor as_compute(const torch::Tensor& w, const torch::Tensor& x) {
-  return (!w.defined() || w.scalar_type() == x.scalar_type()) ? w : w.to(x.scalar_type());
-}
-torch::Tensor linear(const Linear& m, const torch::Tensor& x);
-torch::Tensor conv(const Conv2d& m, const torch::Tensor& x);
-torch::Tensor group_norm(const GroupNorm& m, const torch::Tensor& x);
-// GroupNorm followed by SiLU, in place on the normalised tensor (one less full-size temporary).
-torch::Tensor group_norm_silu(const GroupNorm& m, const torch::Tensor& x);
-torch::Tensor layer_norm(const LayerNorm& m, const torch::Tensor& x);
-
-// Multi-head attention core as diffusers' AttnProcessor computes it: q [B,N,H*d], k/v [B,M,H*d] ->
-// [B,N,H*d]; scores = baddbmm(q, k^T, beta 0, alpha scale), softmax over keys (in fp32 when upcast_softmax),
-// probs @ v. Query rows are processed in chunks so the score matrix never exceeds ~64 MB (the 4096x4096
-// self-attention at 64x64 latents would otherwise take 1 GiB per layer); each row's softmax is unchanged.
-torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t heads,
-                        double scale, bool upcast_softmax);
-}  // namespace sd_detail
-
 // ResnetBlock2D (time_embedding_norm "default", no up/down). temb_channels 0 = no time_emb_proj (VAE).
 class ResnetBlock2DImpl : public torch::nn::Module {
  public:

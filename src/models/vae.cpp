@@ -13,7 +13,7 @@
 namespace gill::models {
 
 using detail::str_cat;
-using namespace sd_detail;
+using namespace ops;
 
 namespace {
 constexpr double kVaeEps = 1e-6;  // every VAE GroupNorm (resnets, attention, conv_norm_out)
@@ -68,7 +68,7 @@ VAEAttentionImpl::VAEAttentionImpl(int64_t c, int64_t groups, const ModuleOption
 
 torch::Tensor VAEAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  auto t = sd_detail::group_norm(group_norm, x).view({B, C, H * W}).transpose(1, 2);  // [B, HW, C]
+  auto t = ops::group_norm(group_norm, x).reshape({B, C, H * W}).transpose(1, 2);  // [B, HW, C]
   auto q = linear(to_q, t), k = linear(to_k, t), v = linear(to_v, t);
   auto o = attention(q, k, v, 1, 1.0 / std::sqrt(static_cast<double>(C)), /*upcast_softmax=*/true);
   o = linear(out, o);                                 // [B, HW, C]
@@ -184,15 +184,16 @@ torch::Tensor AutoencoderKLImpl::decode(const torch::Tensor& z) {
   GILL_CHECK(z.dim() == 4 && z.size(1) == config.latent_channels, ErrorCode::kShapeMismatch,
              "VAE decode: latents must be [B, ", config.latent_channels, ", h, w], got ",
              detail::shape_str(z.sizes().vec()));
-  auto h = conv(post_quant_conv, z.to(options.device, compute_dtype()));
-  return decoder(h);
+  auto h = conv(post_quant_conv, z.to(options.device, compute_dtype()).contiguous(conv_memory_format(options)));
+  return decoder(h).contiguous();
 }
 
 std::pair<torch::Tensor, torch::Tensor> AutoencoderKLImpl::encode(const torch::Tensor& x) {
   GILL_CHECK(x.dim() == 4 && x.size(1) == config.in_channels, ErrorCode::kShapeMismatch,
              "VAE encode: image must be [B, ", config.in_channels, ", H, W], got ",
              detail::shape_str(x.sizes().vec()));
-  auto moments = conv(quant_conv, encoder(x.to(options.device, compute_dtype())));
+  auto moments = conv(quant_conv, encoder(x.to(options.device, compute_dtype()).contiguous(conv_memory_format(options))))
+                     .contiguous();
   auto parts = moments.chunk(2, 1);
   return {parts[0], torch::clamp(parts[1], -30.0, 20.0)};
 }
@@ -202,7 +203,7 @@ AutoencoderKL load_vae(const std::filesystem::path& dir, const ModuleOptions& op
     auto cfg = AutoencoderKLConfig::from_file(dir / "config.json");
     AutoencoderKL model(cfg, opts);
     auto weights = find_weights(dir, {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"});
-    auto source = io::open_tensors(weights);
+    auto source = io::open_tensors(weights, opts.residency);
     io::LoadSpec spec;
     // diffusers <= 0.16 attention names, as in the published runwayml/stable-diffusion-v1-5 VAE.
     spec.aliases = {{".to_q.", ".query."}, {".to_k.", ".key."}, {".to_v.", ".value."}, {".to_out.0.", ".proj_attn."}};

@@ -11,15 +11,6 @@ namespace gill::pipeline {
 
 using detail::str_cat;
 
-int64_t greedy_pick(const torch::Tensor& logits) {
-  auto row = logits.reshape({-1}).to(torch::kFloat32).contiguous();
-  const float* v = row.data_ptr<float>();
-  int64_t best = 0;
-  for (int64_t i = 1; i < row.numel(); ++i)
-    if (v[i] > v[best] || (std::isnan(v[i]) && !std::isnan(v[best]))) best = i;  // first index among ties
-  return best;
-}
-
 void apply_img_rules(torch::Tensor& logits, int64_t step, const DecodeOptions& opt, const GillTokenIds& ids) {
   GILL_CHECK(!ids.img.empty(), ErrorCode::kInternal, "no [IMG] token ids");
   const float neg_inf = -std::numeric_limits<float>::infinity();
@@ -34,52 +25,47 @@ void apply_img_rules(torch::Tensor& logits, int64_t step, const DecodeOptions& o
   if (opt.gen_scale_factor > 1) logits[img0] = logits[img0].abs() * opt.gen_scale_factor;
 }
 
+namespace {
+
+// The reference's [IMG] rules on the decoding loop: the logit rules, [IMG0] forces the whole block in one step,
+// whose hidden states are always needed.
+class ImgRulesPolicy : public DecodePolicy {
+ public:
+  ImgRulesPolicy(const DecodeOptions& opt, const GillTokenIds& ids) : opt_(opt), ids_(ids) {}
+  void adjust_logits(int64_t step, torch::Tensor& logits) override { apply_img_rules(logits, step, opt_, ids_); }
+  std::vector<int64_t> expand(int64_t picked) override {
+    return picked == ids_.img[0] ? ids_.img : std::vector<int64_t>{picked};
+  }
+  bool needs_hidden_states(const std::vector<int64_t>& chosen) const override { return chosen.front() == ids_.img[0]; }
+
+ private:
+  const DecodeOptions& opt_;
+  const GillTokenIds& ids_;
+};
+
+}  // namespace
+
 DecodeResult decode(DecoderLM& lm, const torch::Tensor& prompt_embeds, const DecodeOptions& opt,
                     const GillTokenIds& ids, const Sampler& sampler, io::TensorDump* dump, torch::Tensor last_logits) {
   GILL_CHECK(opt.n_words > 0, ErrorCode::kInvalidArgument, "the number of words to generate must be > 0 (got ",
              opt.n_words, ")");
+  GILL_CHECK(!ids.img.empty(), ErrorCode::kInternal, "no [IMG] token ids");
+  ImgRulesPolicy policy(opt, ids);
+  LoopOptions lo;
+  lo.max_steps = opt.n_words;
+  lo.feed_final_tokens = opt.feed_final_tokens;
+  lo.keep_step_logits = true;
+  lo.keep_hidden = true;
+  lo.on_step = opt.on_step;
+  auto loop = run_decode_loop(lm, prompt_embeds, std::move(last_logits), policy, sampler, lo);
+  if (loop.stop_reason == "callback") detail::fail(ErrorCode::kCancelled, "generation cancelled");
   DecodeResult r;
-  const int64_t n_prompt = prompt_embeds.defined() ? prompt_embeds.size(1) : 0;
-  GILL_CHECK(lm.n_past() + n_prompt <= lm.max_positions(), ErrorCode::kInvalidArgument, "the prompt needs ", n_prompt,
-             " positions (its text tokens plus the visual tokens of its images)",
-             lm.n_past() > 0 ? str_cat(" after ", lm.n_past(), " from earlier turns") : std::string(),
-             ", more than the LM's context of ", lm.max_positions(), " positions (max_position_embeddings)");
-  if (n_prompt > 0) {
-    auto out = lm.feed(prompt_embeds);
-    last_logits = out.logits[-1];
-  }
-  GILL_CHECK(last_logits.defined(), ErrorCode::kInvalidArgument, "decode: empty prompt and no previous logits");
-  std::vector<torch::Tensor> hidden_rows;
-  for (int64_t step = 0; step < opt.n_words; ++step) {
-    auto logits = last_logits.to(torch::kFloat32).reshape({-1}).clone();  // [V]
-    apply_img_rules(logits, step, opt, ids);
-    r.step_logits.push_back(logits);
-    const int64_t next = sampler(logits);
-    std::vector<int64_t> chosen{next};
-    if (next == ids.img[0]) {
-      chosen = ids.img;  // the whole block is forced in ONE step
-      r.img0_positions.push_back(static_cast<int64_t>(r.ids.size()));
-    }
-    r.ids.insert(r.ids.end(), chosen.begin(), chosen.end());
-    if (opt.on_step && !opt.on_step(chosen)) detail::fail(ErrorCode::kCancelled, "generation cancelled");
-    const bool last = step + 1 == opt.n_words;
-    // The reference never feeds the last step's tokens (it has no hidden states for an [IMG] block chosen last,
-    // and crashes); we feed a block always, and text only when a following turn needs it.
-    if (!last || next == ids.img[0] || opt.feed_final_tokens) {
-      if (lm.n_past() + static_cast<int64_t>(chosen.size()) > lm.max_positions()) {
-        r.stop_reason = "max_positions";
-        if (next == ids.img[0]) {  // a block without hidden states cannot be processed: drop it
-          r.ids.resize(r.ids.size() - chosen.size());
-          r.img0_positions.pop_back();
-        }
-        break;
-      }
-      auto out = lm.feed(lm.embed(chosen));
-      hidden_rows.push_back(out.hidden);
-      last_logits = out.logits[-1];
-    }
-  }
-  r.hidden = hidden_rows.empty() ? torch::Tensor() : torch::cat(hidden_rows, 0);  // [T', D]
+  r.ids = std::move(loop.ids);
+  r.hidden = loop.hidden;
+  r.step_logits = std::move(loop.step_logits);
+  for (int64_t start : loop.step_starts)
+    if (r.ids[static_cast<size_t>(start)] == ids.img[0]) r.img0_positions.push_back(start);
+  r.stop_reason = loop.stop_reason == "max_steps" ? "n_words" : loop.stop_reason;
   if (dump) {
     dump->add("gill.step_logits", torch::stack(r.step_logits));
     dump->add("gill.generated_ids", torch::tensor(r.ids, torch::kInt64));

@@ -1,6 +1,6 @@
-// The GILL decoding loop and its [IMG] rules (gill-spec §7), and the post-processing of the generated ids into
-// caption + [IMG] blocks (gill-spec §8.1). Written against a small LM interface so it runs with the OPT model
-// (KV cache) and with test doubles.
+// The GILL decoding rules (gill-spec §7) as a policy on the one decoding loop (decode_loop.h), and the
+// post-processing of the generated ids into caption + [IMG] blocks (gill-spec §8.1). Runs with any DecoderLM:
+// a CachedLM over the loaded decoder, or test doubles.
 // Ref: kohjingyu/gill @4600b71 gill/models.py (GILLModel.generate, GILL.generate_for_images_and_texts),
 //      gill/utils.py (truncate_caption).
 #pragma once
@@ -13,31 +13,15 @@
 #include <vector>
 
 #include "io/tensor_dump.h"
+#include "pipeline/decode_loop.h"
+#include "pipeline/sampling.h"
 
 namespace gill::pipeline {
 
-// The language model as the loop sees it: it keeps its own KV cache.
-class DecoderLM {
- public:
-  virtual ~DecoderLM() = default;
-  struct Out {
-    torch::Tensor logits;  // [n, V] for the fed positions (float32 or the model dtype)
-    torch::Tensor hidden;  // [n, D] final hidden states (after the final LayerNorm) of the fed positions
-  };
-  // Appends `embeds` [1, n, D] to the sequence (positions continue after everything fed before).
-  virtual Out feed(const torch::Tensor& embeds) = 0;
-  // Input embeddings of `ids` (the extended table with the trained [IMG] rows). [n] -> [1, n, D]
-  virtual torch::Tensor embed(const std::vector<int64_t>& ids) = 0;
-  // Number of positions fed so far.
-  virtual int64_t n_past() const = 0;
-  // Most positions the model can hold (OPT: max_position_embeddings); the loop never feeds past it.
-  virtual int64_t max_positions() const { return std::numeric_limits<int64_t>::max(); }
-};
-
 struct DecodeOptions {
-  int64_t n_words = 32;          // decoding STEPS (an [IMG] block counts as one); the reference's num_words
-  int64_t min_word_tokens = 0;   // steps during which [IMG0] is banned too
-  double ret_scale_factor = 1.0; // > 1: [IMG0] logit := |logit| * factor (compounds with gen_scale_factor)
+  int64_t n_words = 32;           // decoding STEPS (an [IMG] block counts as one); the reference's num_words
+  int64_t min_word_tokens = 0;    // steps during which [IMG0] is banned too
+  double ret_scale_factor = 1.0;  // > 1: [IMG0] logit := |logit| * factor (compounds with gen_scale_factor)
   double gen_scale_factor = 1.0;
   // Feed the tokens chosen at the last step through the model as well (keeps the KV cache complete for a
   // following turn). An [IMG] block chosen at the last step is always fed (its hidden states are needed).
@@ -53,20 +37,15 @@ struct GillTokenIds {
   int64_t newline = 50118;   // "\n"
 };
 
-// Picks the next token from a logits row [V] (float32) with the rules already applied.
-using Sampler = std::function<int64_t(const torch::Tensor& logits)>;
-// Greedy: the first index among equal maxima (torch CPU argmax).
-int64_t greedy_pick(const torch::Tensor& logits);
-
 // The reference's [IMG] rules on a logits row [V] (modified in place): [IMG1..7] -> -inf always; for
 // step < min_word_tokens [IMG0] -> -inf too; otherwise |[IMG0]| * ret_scale_factor (if > 1), then
 // |.| * gen_scale_factor (if > 1).
 void apply_img_rules(torch::Tensor& logits, int64_t step, const DecodeOptions& opt, const GillTokenIds& ids);
 
 struct DecodeResult {
-  std::vector<int64_t> ids;          // generated ids: n_words + 7 per [IMG0] chosen
-  torch::Tensor hidden;              // [T', D] final hidden states where ids[j] was the INPUT token (T' <= T:
-                                     //  tokens chosen at the last step are only fed when needed)
+  std::vector<int64_t> ids;                // generated ids: n_words + 7 per [IMG0] chosen
+  torch::Tensor hidden;                    // [T', D] final hidden states where ids[j] was the INPUT token (T' <= T:
+                                           //  tokens chosen at the last step are only fed when needed)
   std::vector<torch::Tensor> step_logits;  // per step, the row after the rules ([V] float32)
   std::vector<int64_t> img0_positions;     // indices j in ids where ids[j] == [IMG0]
   // "n_words", or "max_positions": the LM's context was full (a text token chosen then is kept but not fed; an
@@ -74,8 +53,10 @@ struct DecodeResult {
   std::string stop_reason = "n_words";
 };
 
-// Runs the loop. `prompt_embeds` [1, L0, D] is fed first unless it is empty (a continued chat turn, where the
-// previous logits are passed in `last_logits` [V]). Dumps gill.step_logits, gill.generated_ids.
+// Runs the loop with the [IMG] rules (the sampler sees the rows after them; greedy_pick is the reference's
+// greedy). An on_step that returns false throws kCancelled. `prompt_embeds` [1, L0, D] is fed first unless it is empty
+// (a continued chat turn, where the previous logits are passed in `last_logits` [V]). Dumps gill.step_logits,
+// gill.generated_ids.
 DecodeResult decode(DecoderLM& lm, const torch::Tensor& prompt_embeds, const DecodeOptions& opt,
                     const GillTokenIds& ids, const Sampler& sampler, io::TensorDump* dump = nullptr,
                     torch::Tensor last_logits = {});
@@ -85,16 +66,16 @@ std::string truncate_caption(const std::string& s);
 
 // One [IMG] block of the output.
 struct ImgBlock {
-  int64_t position = 0;     // index of [IMG0] in the generated ids
-  torch::Tensor hidden;     // [8, D] final hidden states at the block's positions
-  std::string caption;      // truncate_caption(decode(text before the block))
+  int64_t position = 0;  // index of [IMG0] in the generated ids
+  torch::Tensor hidden;  // [8, D] final hidden states at the block's positions
+  std::string caption;   // truncate_caption(decode(text before the block))
 };
 
 struct Segments {
-  std::vector<int64_t> ids;          // after the newline cut
-  std::vector<ImgBlock> blocks;      // the first max_blocks [IMG] blocks
-  std::string text;                  // when there is no block: truncate_caption(decode(ids))
-  std::string trailing_text;         // decode(text after the last processed block): the reference drops it
+  std::vector<int64_t> ids;      // after the newline cut
+  std::vector<ImgBlock> blocks;  // the first max_blocks [IMG] blocks
+  std::string text;              // when there is no block: truncate_caption(decode(ids))
+  std::string trailing_text;     // decode(text after the last processed block): the reference drops it
 };
 
 // Post-processing (gill-spec §8.1): cut at the first "\n" (not at index 0, as the reference), find the [IMG0]

@@ -5,7 +5,6 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <regex>
 
 #include "models/clip_image_processor.h"
 #include "util/error.h"
@@ -101,6 +100,8 @@ BlockResult process_block(GILLWeights& w, Backbones& b, const ImgBlock& block, c
     r.retrieval_s = seconds_since(t0);
   }
 
+  if (opt.on_block) opt.on_block(k, r, false);
+
   // Generation: mapper on hidden + the [IMG] INPUT embeddings -> SD prompt embeddings; only for "gen" unless
   // always_generate (the reference runs SD for every block).
   if (b.generate_image && (r.decision == "gen" || opt.always_generate)) {
@@ -156,62 +157,11 @@ TurnResult run_turn(GILLWeights& w, Backbones& b, const std::vector<PromptItem>&
   std::vector<int64_t> seen;
   for (size_t k = 0; k < seg.blocks.size(); ++k) {
     r.blocks.push_back(process_block(w, b, seg.blocks[k], opt, static_cast<int64_t>(k), seen, dump));
+    if (opt.on_block) opt.on_block(static_cast<int64_t>(k), r.blocks.back(), true);
     // The reference's caption string: HEAD joins the [IMG] names with no inner spaces.
     r.caption_text += seg.blocks[k].caption + " [IMG0][IMG1][IMG2][IMG3][IMG4][IMG5][IMG6][IMG7]";
   }
   return r;
-}
-
-nlohmann::json write_turn_outputs(const TurnResult& r, const fs::path& out_dir, const RetrievalIndex& index,
-                                  const ImageWriter& write_image, const std::string& prefix) {
-  fs::create_directories(out_dir);
-  nlohmann::json j;
-  j["text"] = r.text;
-  j["caption_text"] = r.caption_text;
-  j["trailing_text"] = r.trailing_text;
-  j["generated_ids"] = r.ids;
-  j["prompt_tokens"] = r.prompt_tokens;
-  j["timings"] = {{"prompt_s", r.prompt_s}, {"decode_s", r.decode_s}};
-  nlohmann::json blocks = nlohmann::json::array();
-  static const std::regex url_re("^[a-zA-Z][a-zA-Z0-9+.-]*://.*");
-  for (size_t k = 0; k < r.blocks.size(); ++k) {
-    const auto& b = r.blocks[k];
-    nlohmann::json jb;
-    jb["position"] = b.position;
-    jb["caption"] = b.caption;
-    jb["decision"] = b.decision;
-    jb["probabilities"] = {{"gen", b.p_gen}, {"ret", b.p_ret}};
-    jb["decision_from_head"] = b.decision_from_head;
-    nlohmann::json rets = nlohmann::json::array();
-    for (size_t i = 0; i < b.retrieved.size(); ++i) {
-      const auto& h = b.retrieved[i];
-      nlohmann::json jr{{"index", h.index}, {"score", h.score}, {"path", h.path}};
-      if (std::regex_match(h.path, url_re)) {
-        jr["url"] = h.path;  // reported, never fetched
-      } else {
-        fs::path src = fs::path(h.path).is_absolute() ? fs::path(h.path) : index.base_dir / h.path;
-        if (fs::exists(src)) {
-          const auto dst = out_dir / str_cat(prefix, "ret_", k, "_", i, src.extension().string());
-          fs::copy_file(src, dst, fs::copy_options::overwrite_existing);
-          jr["file"] = dst.string();
-        } else {
-          jr["missing"] = true;
-        }
-      }
-      rets.push_back(jr);
-    }
-    jb["retrieved"] = rets;
-    if (b.generated) {
-      const auto png = out_dir / str_cat(prefix, "gen_", k, ".png");
-      write_image(png, *b.generated);
-      jb["generated"] = {{"file", png.string()}, {"seed", b.seed}};
-      if (b.has_gen_rank_score) jb["generated"]["rank_score"] = b.gen_rank_score;
-    }
-    jb["timings"] = {{"retrieval_s", b.retrieval_s}, {"generation_s", b.generation_s}};
-    blocks.push_back(jb);
-  }
-  j["images"] = blocks;
-  return j;
 }
 
 }  // namespace gill::pipeline

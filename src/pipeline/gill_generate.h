@@ -31,6 +31,8 @@ struct PromptItem {
   std::string image_path;   // where the image came from (for the transcript), may be empty
 };
 
+struct BlockResult;
+
 struct TurnOptions {
   DecodeOptions decode;             // n_words, min_word_tokens, scale factors
   Sampler sampler;                  // null: greedy
@@ -38,6 +40,9 @@ struct TurnOptions {
   bool always_generate = false;     // run SD for every block, like the reference
   uint64_t seed = 1337;             // SD seed of the first block; block k uses seed + k
   bool bos_on_first_text = true;    // false for a continued chat turn (BOS was already given)
+  // Each block as it is reached: done = false after its decision and retrieval (before generation), done = true
+  // once processed. May throw (the turn stops).
+  std::function<void(int64_t k, const BlockResult& block, bool done)> on_block;
 };
 
 // What the pipeline needs from the backbones.
@@ -97,14 +102,5 @@ TurnResult run_turn(GILLWeights& w, Backbones& b, const std::vector<PromptItem>&
 // indices of earlier blocks (down-weighted by 1000, as the reference).
 BlockResult process_block(GILLWeights& w, Backbones& b, const ImgBlock& block, const TurnOptions& opt, int64_t k,
                           std::vector<int64_t>& seen, io::TensorDump* dump);
-
-// Writes generated images as OUT_DIR/gen_<k>.png and copies retrieved LOCAL files into OUT_DIR (URLs are only
-// reported), then returns the transcript JSON (text, blocks with decision and probabilities, retrieval results
-// with scores and where they went, generated image paths, seeds, ids, timings).
-// `write_image` encodes a PNG (the SD pipeline's writer).
-using ImageWriter = std::function<void(const std::filesystem::path&, const gill::Image&)>;
-nlohmann::json write_turn_outputs(const TurnResult& r, const std::filesystem::path& out_dir,
-                                  const RetrievalIndex& index, const ImageWriter& write_image,
-                                  const std::string& prefix = "");
 
 }  // namespace gill::pipeline

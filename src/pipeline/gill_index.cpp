@@ -21,23 +21,8 @@ RetrievalIndex build_index(const IndexBuildOptions& options, const std::vector<f
   for (const auto& p : images) decoded.push_back(io::load_image(p));
 
   // Only the GILL folder and CLIP are needed (not the LLM or Stable Diffusion).
-  const auto& in = options.paths;
-  GILL_CHECK(!in.root.empty() || !in.gill.empty(), ErrorCode::kInvalidArgument,
-             "no weights: give -m WEIGHTS_ROOT or --gill DIR (with --clip DIR)");
-  ResolvedPaths paths;
-  paths.gill = !in.gill.empty() ? in.gill : in.root / "checkpoints" / "gill_opt";
-  GILL_CHECK(fs::is_directory(paths.gill), ErrorCode::kNotFound, paths.gill.string(),
-             ": GILL folder not found (pass --gill DIR)");
-  paths.args = models::GILLArgs::from_file(paths.gill / "model_args.json");
-  if (!in.clip.empty()) {
-    paths.clip = in.clip;
-  } else {
-    GILL_CHECK(!in.root.empty(), ErrorCode::kInvalidArgument, "no CLIP folder: give -m WEIGHTS_ROOT or --clip DIR");
-    paths.clip = in.root / paths.args.visual_encoder;
-  }
-  GILL_CHECK(fs::is_directory(paths.clip), ErrorCode::kNotFound, paths.clip.string(),
-             ": CLIP folder not found (pass --clip DIR)");
-  GILLWeights w = load_gill_weights(paths.gill, /*index_path=*/"", options.dtype);
+  const ResolvedPaths paths = resolve_weight_paths(options.paths, /*need_sd=*/false, /*need_lm=*/false);
+  GILLWeights w = load_gill_weights(paths.gill, paths.args, /*index_path=*/"", options.dtype);
   auto clip = models::load_clip_vision(paths.clip, models::ModuleOptions{options.dtype, torch::kCPU, options.compute});
   GILL_CHECK(clip->config().hidden_size == w.dims.clip_hidden, ErrorCode::kShapeMismatch, paths.clip.string(),
              ": CLIP's width ", clip->config().hidden_size, " differs from the GILL checkpoint's ", w.dims.clip_hidden);

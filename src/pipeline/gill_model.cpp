@@ -2,6 +2,8 @@
 // [IMG] rows copied into the last rows of the table), GILLModel.get_visual_embs.
 #include "pipeline/gill_model.h"
 
+#include <unistd.h>
+
 #include <chrono>
 
 #include "util/error.h"
@@ -10,22 +12,36 @@ namespace gill::pipeline {
 
 using detail::str_cat;
 
-DecoderLM::Out OPTDecoderLM::feed(const torch::Tensor& embeds) {
-  auto out = lm_->forward(embeds, &cache_, false);
-  return {out.logits[0], out.last_hidden[0]};  // [n, V], [n, D]
+namespace {
+models::ModuleOptions module_options(const GILLModelOptions& o) {
+  models::ModuleOptions mo{o.dtype, torch::kCPU, o.compute};
+  mo.residency = o.residency;
+  return mo;
+}
+}  // namespace
+
+torch::Dtype auto_storage_dtype(int64_t lm_fp32_bytes, double ram_bytes) {
+  return static_cast<double>(lm_fp32_bytes) > 0.5 * ram_bytes ? torch::kBFloat16 : torch::kFloat32;
 }
 
-torch::Tensor OPTDecoderLM::embed(const std::vector<int64_t>& ids) {
-  return lm_->embed_tokens(torch::tensor(ids, torch::kInt64).unsqueeze(0));  // [1, n, D]
+torch::Dtype auto_storage_dtype(const std::filesystem::path& lm_dir) {
+  int64_t bytes = 0;
+  try {
+    bytes = models::fp32_parameter_bytes(lm_dir);
+  } catch (const std::exception&) {
+    return torch::kFloat32;
+  }
+  const double ram = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  return auto_storage_dtype(bytes, ram);
 }
 
 std::unique_ptr<GILLModel> GILLModel::load(const GILLModelOptions& options) {
   torch::NoGradGuard no_grad;
   auto t0 = std::chrono::steady_clock::now();
   auto m = std::make_unique<GILLModel>();
-  m->paths = resolve_weight_paths(options.paths, options.load_sd);
+  m->paths = options.resolved ? *options.resolved : resolve_weight_paths(options.paths, options.load_sd);
   const auto& args = m->paths.args;
-  m->weights = load_gill_weights(m->paths.gill, m->paths.index, options.dtype);
+  m->weights = load_gill_weights(m->paths.gill, args, m->paths.index, options.dtype);
   const auto& dims = m->weights.dims;
 
   // Tokenizer: OPT's, plus <|image|> and [IMG0..7]; their ids must be model_args.json's.
@@ -40,23 +56,22 @@ std::unique_ptr<GILLModel> GILLModel::load(const GILLModelOptions& options) {
   GILL_CHECK(!nl.empty(), ErrorCode::kFormat, m->paths.lm.string(), ": the tokenizer cannot encode a newline");
   m->token_ids.newline = nl[0];
 
-  // OPT, its table extended to len(tokenizer), the trained [IMG] rows written into rows [-8:].
-  m->lm = models::load_opt(m->paths.lm, models::ModuleOptions{options.dtype, torch::kCPU, options.compute});
-  GILL_CHECK(m->lm->config().word_embed_proj_dim == dims.lm_hidden, ErrorCode::kShapeMismatch,
-             m->paths.lm.string(), ": the LLM's embedding width ", m->lm->config().word_embed_proj_dim,
-             " differs from the GILL checkpoint's ", dims.lm_hidden);
+  // The LLM, its table extended to len(tokenizer), the trained [IMG] rows written into rows [-8:].
+  m->lm = models::load_causal_lm(m->paths.lm, module_options(options));
+  GILL_CHECK(m->lm->embed_dim() == dims.lm_hidden, ErrorCode::kShapeMismatch, m->paths.lm.string(),
+             ": the LLM's embedding width ", m->lm->embed_dim(), " differs from the GILL checkpoint's ",
+             dims.lm_hidden);
   m->lm->resize_token_embeddings(static_cast<int64_t>(m->tok->size()));
-  auto table = m->lm->embedding_weight();
-  for (size_t k = 0; k < img_ids.size(); ++k)
-    table[img_ids[k]].copy_(m->weights.img_rows[static_cast<int64_t>(k)].to(table.scalar_type()));
+  m->lm->set_token_embeddings(img_ids, m->weights.img_rows);
 
-  m->clip = models::load_clip_vision(m->paths.clip, models::ModuleOptions{options.dtype, torch::kCPU, options.compute});
+  m->clip = models::load_clip_vision(m->paths.clip, module_options(options));
   GILL_CHECK(m->clip->config().hidden_size == dims.clip_hidden, ErrorCode::kShapeMismatch, m->paths.clip.string(),
              ": CLIP's width ", m->clip->config().hidden_size, " differs from the GILL checkpoint's ",
              dims.clip_hidden);
   m->clip_preprocess = models::CLIPImageProcessorConfig::from_file(m->paths.clip / "preprocessor_config.json");
   if (options.load_sd && !m->paths.sd.empty()) {
-    m->sd = std::make_unique<StableDiffusion>(StableDiffusion::load(m->paths.sd, SDOptions{options.dtype, torch::kCPU, options.compute}));
+    m->sd = std::make_unique<StableDiffusion>(
+        StableDiffusion::load(m->paths.sd, SDOptions{options.dtype, torch::kCPU, options.compute, options.residency}));
     const int64_t cross = m->sd->unet()->config.cross_attention_dim;
     GILL_CHECK(cross == dims.gen_emb_dim, ErrorCode::kShapeMismatch, m->paths.sd.string(),
                ": the UNet's cross_attention_dim ", cross, " differs from the GILL mapper's output width ",
@@ -70,8 +85,8 @@ torch::Tensor GILLModel::clip_pooled(const gill::Image& img, io::TensorDump* dum
   return models::clip_embed_images(clip, clip_preprocess, {img}, dump);  // [1, C]
 }
 
-Backbones GILLModel::backbones(OPTDecoderLM& lm_adaptor, io::TensorDump* dump, const SDParams* sd_params,
-                                const pipeline::ProgressCallback& sd_progress) {
+Backbones GILLModel::backbones(DecoderLM& lm_adaptor, io::TensorDump* dump, const SDParams* sd_params,
+                               const pipeline::ProgressCallback& sd_progress) {
   Backbones b;
   b.lm = &lm_adaptor;
   b.token_ids = token_ids;

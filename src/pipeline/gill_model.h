@@ -1,15 +1,16 @@
-// A loaded GILL: OPT (embedding table extended to the tokenizer and the trained [IMG] rows written in), CLIP
-// vision + its preprocessor, the GILL heads / decision / retrieval index, the OPT tokenizer with GILL's tokens,
-// and (optionally) Stable Diffusion. Binds them to the pipeline's Backbones.
+// A loaded GILL: the decoder LLM from the registry (models/causal_lm.h; OPT for the released GILL), its embedding
+// table extended to the tokenizer and the trained [IMG] rows written in, CLIP vision + its preprocessor, the GILL
+// heads / decision / retrieval index, the LLM's tokenizer with GILL's tokens, and (optionally) Stable Diffusion.
+// Binds them to the pipeline's Backbones.
 // Ref: kohjingyu/gill @4600b71 gill/models.py load_gill, GILL.__init__.
 #pragma once
 #include <torch/torch.h>
 
 #include <memory>
 
+#include "models/causal_lm.h"
 #include "models/clip_image_processor.h"
 #include "models/clip_vision.h"
-#include "models/opt.h"
 #include "pipeline/gill_generate.h"
 #include "pipeline/gill_weights.h"
 #include "pipeline/sd_pipeline.h"
@@ -19,26 +20,20 @@ namespace gill::pipeline {
 
 struct GILLModelOptions {
   WeightPaths paths;
-  torch::Dtype dtype = torch::kFloat32;  // storage dtype of OPT, CLIP and the GILL heads
+  std::optional<ResolvedPaths> resolved;  // when set (the Engine resolved `paths` already): used as is
+  torch::Dtype dtype = torch::kFloat32;  // storage dtype of the LLM, CLIP and the GILL heads
   util::ComputePolicy compute;           // how bf16 storage computes (every model follows it)
-  bool load_sd = true;     // Stable Diffusion from paths.sd (or the root); false: [IMG] blocks only retrieve
+  io::Residency residency = io::Residency::kMap;  // where the LLM, CLIP and SD weights live (io/mapped_file.h)
+  bool load_sd = true;  // Stable Diffusion from paths.sd (or the root); false: [IMG] blocks only retrieve
 };
 
-// The OPT model behind the DecoderLM interface, with its own KV cache.
-class OPTDecoderLM : public DecoderLM {
- public:
-  explicit OPTDecoderLM(models::OPTForCausalLM lm) : lm_(std::move(lm)) {}
-  Out feed(const torch::Tensor& embeds) override;
-  torch::Tensor embed(const std::vector<int64_t>& ids) override;
-  int64_t n_past() const override { return cache_.length(); }
-  int64_t max_positions() const override { return lm_->config().max_position_embeddings; }
-  void reset() { cache_.clear(); }
-  models::KVCache& cache() { return cache_; }
-
- private:
-  models::OPTForCausalLM lm_;
-  models::KVCache cache_;
-};
+// "auto" storage on the CPU: fp32 (exact to the reference) unless the LLM's fp32 weights would take more than half
+// of `ram_bytes`, then bf16 (compute follows the compute policy; docs/performance.md). `lm_fp32_bytes` is
+// models::fp32_parameter_bytes of the LLM folder: a fact of its tensor index, whatever the decoder.
+torch::Dtype auto_storage_dtype(int64_t lm_fp32_bytes, double ram_bytes);
+// The same for an LLM folder on this machine (its physical memory); fp32 when the folder's tensors cannot be
+// listed (the loader then reports the problem with its own message).
+torch::Dtype auto_storage_dtype(const std::filesystem::path& lm_dir);
 
 class GILLModel {
  public:
@@ -46,7 +41,7 @@ class GILLModel {
 
   ResolvedPaths paths;
   GILLWeights weights;
-  models::OPTForCausalLM lm{nullptr};
+  std::shared_ptr<models::CausalLM> lm;
   models::CLIPVisionModel clip{nullptr};
   models::CLIPImageProcessorConfig clip_preprocess;
   std::unique_ptr<tokenizer::Tokenizer> tok;
@@ -59,7 +54,7 @@ class GILLModel {
   // Backbones bound to this model and `lm_adaptor` (whose KV cache the turn extends). With Stable Diffusion
   // loaded and `sd_params` given, generate_image runs it on the mapper output with those settings (steps,
   // guidance, scheduler, size; prompt_embeds and seed come per block).
-  Backbones backbones(OPTDecoderLM& lm_adaptor, io::TensorDump* dump, const SDParams* sd_params = nullptr,
+  Backbones backbones(DecoderLM& lm_adaptor, io::TensorDump* dump, const SDParams* sd_params = nullptr,
                       const pipeline::ProgressCallback& sd_progress = nullptr);
 };
 

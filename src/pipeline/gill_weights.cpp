@@ -32,10 +32,11 @@ fs::path decision_model_file(const fs::path& gill_dir) {
   return first_existing({gill_dir / "decision_model.pth.tar", gill_dir / "decision_model.safetensors"});
 }
 
-ResolvedPaths resolve_weight_paths(const WeightPaths& in, bool need_sd) {
+ResolvedPaths resolve_weight_paths(const WeightPaths& in, bool need_sd, bool need_lm) {
   ResolvedPaths r;
   GILL_CHECK(!in.root.empty() || !in.gill.empty(), ErrorCode::kInvalidArgument,
-             "no weights: give -m WEIGHTS_ROOT or --gill DIR (with --lm, --clip, --sd)");
+             "no weights: give -m WEIGHTS_ROOT or --gill DIR (with ", need_lm ? "--lm, " : "", "--clip",
+             need_sd ? ", --sd" : "", ")");
   r.gill = !in.gill.empty() ? in.gill : in.root / "checkpoints" / "gill_opt";
   GILL_CHECK(fs::is_directory(r.gill), ErrorCode::kNotFound, r.gill.string(),
              ": GILL folder not found (pass --gill DIR)");
@@ -52,7 +53,7 @@ ResolvedPaths resolve_weight_paths(const WeightPaths& in, bool need_sd) {
                "names '", id, "'; pass ", option, " DIR)");
     return p;
   };
-  r.lm = component(in.lm, r.args.opt_version, "LLM", "--lm");
+  if (need_lm) r.lm = component(in.lm, r.args.opt_version, "LLM", "--lm");
   r.clip = component(in.clip, r.args.visual_encoder, "CLIP", "--clip");
   if (!in.sd.empty()) {
     GILL_CHECK(fs::is_directory(in.sd), ErrorCode::kNotFound, in.sd.string(), ": Stable Diffusion folder not found");
@@ -68,11 +69,11 @@ ResolvedPaths resolve_weight_paths(const WeightPaths& in, bool need_sd) {
   return r;
 }
 
-GILLWeights load_gill_weights(const fs::path& gill_dir, const fs::path& index_path, torch::Dtype dtype,
-                              const torch::Device& device) {
+GILLWeights load_gill_weights(const fs::path& gill_dir, const models::GILLArgs& args, const fs::path& index_path,
+                              torch::Dtype dtype, const torch::Device& device) {
   torch::NoGradGuard no_grad;
   GILLWeights w;
-  w.args = models::GILLArgs::from_file(gill_dir / "model_args.json");
+  w.args = args;
   const auto ckpt = gill_checkpoint_file(gill_dir);
   detail::with_context(str_cat("loading GILL heads from ", ckpt.string()), [&] {
     auto src = io::open_tensors(ckpt);

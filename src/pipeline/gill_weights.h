@@ -9,7 +9,8 @@
 #include <optional>
 #include <string>
 
-#include "models/gill_mapper.h"
+#include "models/decision_head.h"
+#include "models/gill_heads.h"
 #include "pipeline/retrieval.h"
 
 namespace gill::pipeline {
@@ -23,12 +24,13 @@ struct WeightPaths {
 // ROOT/<model_args opt_version / visual_encoder>; sd = the override or ROOT/runwayml/stable-diffusion-v1-5 or
 // ROOT/stable-diffusion-v1-5/stable-diffusion-v1-5 (empty when `need_sd` is false and none exists);
 // index = --index or empty (then the GILL folder is searched). kNotFound names what is missing and the option
-// that supplies it.
+// that supplies it. The one resolver of a weights root, and the one reader of model_args.json (`args`): callers
+// resolve once and pass the result down. `need_lm` false (gill index): the LLM folder is neither needed nor checked.
 struct ResolvedPaths {
   std::filesystem::path lm, clip, sd, gill, index;
   models::GILLArgs args;
 };
-ResolvedPaths resolve_weight_paths(const WeightPaths& in, bool need_sd = true);
+ResolvedPaths resolve_weight_paths(const WeightPaths& in, bool need_sd = true, bool need_lm = true);
 
 // The GILL checkpoint file in a folder: pretrained_ckpt.pth.tar, else pretrained_ckpt.safetensors.
 std::filesystem::path gill_checkpoint_file(const std::filesystem::path& gill_dir);
@@ -45,9 +47,11 @@ struct GILLWeights {
   torch::Tensor retrieval_matrix;          // [N, R] normalised x exp(logit_scale); undefined when no index
 };
 
-// Loads everything from the GILL folder (and `index_path` when given) in `dtype`. Strict: every expected key
-// present with the shape model_args.json implies, no unexplained extra key.
-GILLWeights load_gill_weights(const std::filesystem::path& gill_dir, const std::filesystem::path& index_path,
-                              torch::Dtype dtype, const torch::Device& device = torch::kCPU);
+// Loads everything from the GILL folder (and `index_path` when given) in `dtype`, with the folder's
+// model_args.json as resolve_weight_paths read it (`args`). Strict: every expected key present with the shape
+// model_args.json implies, no unexplained extra key.
+GILLWeights load_gill_weights(const std::filesystem::path& gill_dir, const models::GILLArgs& args,
+                              const std::filesystem::path& index_path, torch::Dtype dtype,
+                              const torch::Device& device = torch::kCPU);
 
 }  // namespace gill::pipeline

@@ -1,4 +1,4 @@
-// Decoding loop for the plain LM. The GILL reference's loop (gill-spec §7) is built on this by the pipeline.
+// The plain LM on the one decoding loop (decode_loop.h), and `gill run --lm`.
 #include "pipeline/lm_generate.h"
 
 #include <chrono>
@@ -43,71 +43,57 @@ size_t find_stop(const std::string& text, const GenerateOptions& o, std::string*
 
 }  // namespace
 
-GenerateResult generate(models::OPTForCausalLM& model, const torch::Tensor& prompt_embeds,
-                        const GenerateOptions& o, torch::Generator& gen) {
+namespace {
+
+// The plain LM's rules on the decoding loop: the caller's logits hook, eos, newline and stop strings.
+class LmStopPolicy : public DecodePolicy {
+ public:
+  explicit LmStopPolicy(const GenerateOptions& o) : o_(o) {}
+  void adjust_logits(int64_t step, torch::Tensor& logits) override {
+    if (o_.logits_hook) o_.logits_hook(step, logits);
+  }
+  std::string stop_reason(const std::vector<int64_t>& ids) override {
+    if (ids.back() == o_.eos_token_id) return "eos";
+    std::string reason;
+    if (o_.decode && (o_.stop_on_newline || !o_.stop_strings.empty()))
+      if (find_stop(o_.decode(ids), o_, &reason) != std::string::npos) return reason;
+    return {};
+  }
+
+ private:
+  const GenerateOptions& o_;
+};
+
+}  // namespace
+
+GenerateResult generate(models::CausalLM& model, const torch::Tensor& prompt_embeds, const GenerateOptions& o,
+                        torch::Generator& gen) {
   c10::InferenceMode guard;
   validate(o.sampling);
-  GILL_CHECK(o.max_new_tokens >= 0, ErrorCode::kInvalidArgument, "max_new_tokens must be >= 0, got ",
-             o.max_new_tokens);
+  GILL_CHECK(o.max_new_tokens >= 0, ErrorCode::kInvalidArgument, "max_new_tokens must be >= 0, got ", o.max_new_tokens);
   GILL_CHECK(prompt_embeds.dim() == 3 && prompt_embeds.size(0) == 1, ErrorCode::kInvalidArgument,
              "generate: prompt embeddings must be [1, T, D], got ", detail::shape_str(prompt_embeds.sizes().vec()));
   GILL_CHECK(o.decode || (!o.stop_on_newline && o.stop_strings.empty()), ErrorCode::kInvalidArgument,
              "generate: stopping on newline or strings needs a tokenizer to decode with");
-  const int64_t max_pos = model->config().max_position_embeddings;
 
   GenerateResult r;
-  r.stop_reason = "max_new_tokens";
-  models::KVCache cache;
-  models::OPTForwardOptions fo;
-  fo.last_logits_only = true;
-  fo.output_hidden_states = o.prompt_hidden_states;
+  CachedLM lm(model, CachedLM::Options{o.use_cache, /*last_logits_only=*/true});
   auto t0 = std::chrono::steady_clock::now();
-  torch::Tensor seq = prompt_embeds;  // the whole sequence, kept only without a cache
-  auto out = model->forward(prompt_embeds, o.use_cache ? &cache : nullptr, fo);
+  auto out = lm.feed(prompt_embeds, o.prompt_hidden_states ? &r.prompt_hidden_states : nullptr);
   r.prefill_s = since(t0);
-  r.prompt_hidden_states = std::move(out.hidden_states);
-  fo.output_hidden_states = false;
-  int64_t n_positions = prompt_embeds.size(1);
-  std::vector<torch::Tensor> rows;
 
+  LmStopPolicy policy(o);
+  LoopOptions lo;
+  lo.max_steps = o.max_new_tokens;
+  lo.keep_step_logits = o.keep_step_logits;
+  if (o.on_token) lo.on_step = [&](const std::vector<int64_t>& chosen) { return o.on_token(chosen.front()); };
+  const Sampler sampler = [&](const torch::Tensor& logits) { return sample_next(logits, o.sampling, gen); };
   t0 = std::chrono::steady_clock::now();
-  for (int64_t step = 0; step < o.max_new_tokens; ++step) {
-    torch::Tensor logits = out.logits.select(0, 0).select(0, -1).contiguous().clone();  // [V] fp32
-    if (o.logits_hook) o.logits_hook(step, logits);
-    if (o.keep_step_logits) rows.push_back(logits.clone());
-    const int64_t id = sample_next(logits, o.sampling, gen);
-    r.ids.push_back(id);
-    if (o.on_token && !o.on_token(id)) {
-      r.stop_reason = "callback";
-      break;
-    }
-    if (id == o.eos_token_id) {
-      r.stop_reason = "eos";
-      break;
-    }
-    if (o.decode && (o.stop_on_newline || !o.stop_strings.empty())) {
-      std::string reason;
-      if (find_stop(o.decode(r.ids), o, &reason) != std::string::npos) {
-        r.stop_reason = reason;
-        break;
-      }
-    }
-    if (step + 1 == o.max_new_tokens) break;
-    if (n_positions >= max_pos) {
-      r.stop_reason = "max_positions";
-      break;
-    }
-    auto next = model->embed_tokens(torch::tensor({{id}}, torch::kLong).to(prompt_embeds.device()));  // [1, 1, D]
-    if (o.use_cache) {
-      out = model->forward(next, &cache, fo);
-    } else {
-      seq = torch::cat({seq.to(next.scalar_type()), next}, 1);
-      out = model->forward(seq, nullptr, fo);
-    }
-    ++n_positions;
-  }
+  auto loop = run_decode_loop(lm, torch::Tensor(), out.logits[-1], policy, sampler, lo);
   r.decode_s = since(t0);
-  if (!rows.empty()) r.step_logits = torch::stack(rows);  // [n_steps, V]
+  r.ids = std::move(loop.ids);
+  r.stop_reason = loop.stop_reason == "max_steps" ? "max_new_tokens" : loop.stop_reason;
+  if (!loop.step_logits.empty()) r.step_logits = torch::stack(loop.step_logits);  // [n_steps, V]
   if (o.decode) {
     r.text = o.decode(r.ids);
     std::string reason;
@@ -117,29 +103,8 @@ GenerateResult generate(models::OPTForCausalLM& model, const torch::Tensor& prom
   return r;
 }
 
-std::string TextStreamer::push(int64_t id) {
-  ids_.push_back(id);
-  const std::string text = decode_(ids_);
-  const size_t last_space = text.rfind(' ');
-  if (last_space == std::string::npos || last_space < emitted_.size()) return {};
-  const std::string ready = text.substr(0, last_space);
-  if (ready.compare(0, emitted_.size(), emitted_) != 0) return {};  // earlier text changed: wait for finish()
-  std::string delta = ready.substr(emitted_.size());
-  emitted_ = ready;
-  return delta;
-}
-
-std::string TextStreamer::finish(const std::string& final_text) {
-  if (final_text.compare(0, emitted_.size(), emitted_) != 0) return {};
-  std::string rest = final_text.substr(std::min(emitted_.size(), final_text.size()));
-  emitted_ = final_text;
-  return rest;
-}
-
 torch::Dtype parse_lm_dtype(const std::string& name) {
-  if (name == "fp32" || name == "float32") return torch::kFloat32;
-  if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
-  detail::fail(ErrorCode::kInvalidArgument, str_cat("unknown dtype '", name, "' for the LM (expected fp32 or bf16)"));
+  return io::parse_torch_dtype(name, {torch::kFloat32, torch::kBFloat16}, " for the LM");
 }
 
 LmRunResult run_lm(const LmRunOptions& opt, const std::function<bool(const std::string&)>& on_text,
@@ -150,7 +115,7 @@ LmRunResult run_lm(const LmRunOptions& opt, const std::function<bool(const std::
   detail::require_utf8(opt.prompt, "the prompt");
   for (const auto& s : opt.stop_strings) detail::require_utf8(s, "the stop string '" + s + "'");
   auto t0 = std::chrono::steady_clock::now();
-  auto model = models::load_opt(opt.lm_dir, models::ModuleOptions{dtype, torch::kCPU, opt.compute});
+  auto model = models::load_causal_lm(opt.lm_dir, models::ModuleOptions{dtype, torch::kCPU, opt.compute, opt.residency});
   res.load_s = since(t0);
 
   std::function<std::string(const std::vector<int64_t>&)> decode;
@@ -178,14 +143,16 @@ LmRunResult run_lm(const LmRunOptions& opt, const std::function<bool(const std::
   GenerateOptions g;
   g.max_new_tokens = opt.max_new_tokens;
   g.sampling = opt.sampling;
-  g.eos_token_id = opt.stop_on_eos ? model->config().eos_token_id : -1;
+  g.eos_token_id = opt.stop_on_eos ? model->eos_token_id() : -1;
   g.stop_on_newline = opt.stop_on_newline;
   g.stop_strings = opt.stop_strings;
   g.use_cache = opt.use_cache;
   g.keep_step_logits = dump != nullptr;
   g.prompt_hidden_states = dump != nullptr && opt.dump_hidden;
   g.decode = decode;
-  TextStreamer streamer(decode);
+  std::vector<std::string> stops = opt.stop_strings;
+  if (opt.stop_on_newline) stops.emplace_back("\n");
+  TextStreamer streamer(decode, {}, stops);
   if (on_text) {
     g.on_token = [&](int64_t id) {
       const std::string piece = decode ? streamer.push(id) : std::to_string(id) + " ";
@@ -194,7 +161,7 @@ LmRunResult run_lm(const LmRunOptions& opt, const std::function<bool(const std::
   }
   auto ids = torch::tensor(res.prompt_ids, torch::kLong).view({1, -1});  // [1, T]
   auto gen = make_generator(opt.sampling);
-  auto r = generate(model, model->embed_tokens(ids), g, gen);
+  auto r = generate(*model, model->embed_tokens(ids), g, gen);
   res.new_ids = r.ids;
   res.stop_reason = r.stop_reason;
   res.prefill_s = r.prefill_s;

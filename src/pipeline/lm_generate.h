@@ -1,6 +1,7 @@
-// The plain language-model decoding loop (OPT): prefill, then one token per step with a KV cache (or full
-// recomputation), sampling, stop rules, a logits hook, streaming. The GILL pipeline builds its [IMG] rules on
-// top through `logits_hook`; `gill run --lm` uses run_lm().
+// The plain language model on the one decoding loop (decode_loop.h): prefill, then one token per step with a KV
+// cache (or full recomputation), sampling, stop rules (eos, newline, stop strings) as the loop's policy, a logits
+// hook, streaming (text_streamer.h). `gill run --lm` uses run_lm(); any decoder of the registry
+// (models/causal_lm.h) runs.
 #pragma once
 #include <torch/torch.h>
 
@@ -10,8 +11,10 @@
 #include <vector>
 
 #include "io/tensor_dump.h"
-#include "models/opt.h"
+#include "models/causal_lm.h"
+#include "pipeline/decode_loop.h"
 #include "pipeline/sampling.h"
+#include "pipeline/text_streamer.h"
 
 namespace gill::pipeline {
 
@@ -39,38 +42,25 @@ struct GenerateResult {
   std::string stop_reason;
   torch::Tensor step_logits;  // [n_steps, V] fp32: the logits each token was picked from (after the hook)
   std::vector<torch::Tensor> prompt_hidden_states;  // HF hidden_states of the prompt pass, each [1, T, D]
-  double prefill_s = 0, decode_s = 0;              // wall time of the prompt pass and of the later steps
+  double prefill_s = 0, decode_s = 0;               // wall time of the prompt pass and of the later steps
 };
 
-// prompt_embeds: [1, T, word_embed_proj_dim] (model->embed_tokens(ids), possibly with image embeddings spliced in).
-// A prompt longer than max_position_embeddings is an error; reaching the limit while generating stops
-// ("max_positions").
-GenerateResult generate(models::OPTForCausalLM& model, const torch::Tensor& prompt_embeds,
-                        const GenerateOptions& options, torch::Generator& gen);
-
-// Turns a growing list of ids into printable text increments: emits decoded text up to its last space (later
-// tokens can still change what follows it: clean_up_tokenization, partial UTF-8), the rest on finish().
-class TextStreamer {
- public:
-  explicit TextStreamer(std::function<std::string(const std::vector<int64_t>&)> decode) : decode_(std::move(decode)) {}
-  std::string push(int64_t id);                    // the new printable text (maybe empty)
-  std::string finish(const std::string& final_text);  // the rest of final_text not yet emitted
-
- private:
-  std::function<std::string(const std::vector<int64_t>&)> decode_;
-  std::vector<int64_t> ids_;
-  std::string emitted_;
-};
+// prompt_embeds: [1, T, embed_dim()] (model.embed_tokens(ids), possibly with image embeddings spliced in).
+// A prompt longer than the model's positions is an error (the model's own); reaching the limit while generating
+// stops ("max_positions").
+GenerateResult generate(models::CausalLM& model, const torch::Tensor& prompt_embeds, const GenerateOptions& options,
+                        torch::Generator& gen);
 
 // What `gill run --lm DIR` does.
 struct LmRunOptions {
   std::filesystem::path lm_dir;
-  std::string prompt;               // encoded with the tokenizer in lm_dir (BOS added, as OPT's tokenizer does)
+  std::string prompt;               // encoded with the tokenizer in lm_dir (special tokens added, as HF's)
   std::vector<int64_t> prompt_ids;  // used instead of `prompt` when non-empty
   int64_t max_new_tokens = 32;
   SamplingOptions sampling;
-  std::string dtype = "bf16";  // fp32 | bf16 (storage)
-  util::ComputePolicy compute;  // how bf16 storage computes (models/opt.h)
+  std::string dtype = "bf16";   // fp32 | bf16 (storage)
+  util::ComputePolicy compute;  // how bf16 storage computes (models/layers.h)
+  io::Residency residency = io::Residency::kMap;  // where the weights live (io/mapped_file.h)
   bool stop_on_eos = true;
   bool stop_on_newline = false;
   std::vector<std::string> stop_strings;

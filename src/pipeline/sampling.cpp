@@ -16,16 +16,20 @@ void validate(const SamplingOptions& o) {
   GILL_CHECK(o.top_k >= 0, ErrorCode::kInvalidArgument, "top_k must be >= 0 (0 = off), got ", o.top_k);
 }
 
-torch::Generator make_generator(const SamplingOptions& o) { return at::detail::createCPUGenerator(o.seed); }
+torch::Generator make_generator(const SamplingOptions& o) {
+  return at::detail::createCPUGenerator(o.seed);
+}
 
-int64_t argmax_first(const torch::Tensor& logits) {
+// Ref: ATen native/SharedReduceOps.h greater_or_nan (argmax's comparison): NaN is the maximum, ties keep the
+// smaller index.
+int64_t greedy_pick(const torch::Tensor& logits) {
   auto l = logits.to(torch::kCPU, torch::kFloat32).contiguous().view({-1});
   const float* p = l.data_ptr<float>();
   const int64_t n = l.numel();
-  int64_t best = -1;
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isnan(p[i]) && (best < 0 || p[i] > p[best])) best = i;
-  GILL_CHECK(best >= 0, ErrorCode::kInvalidArgument, "cannot pick a token: every logit is NaN (or the row is empty)");
+  GILL_CHECK(n > 0, ErrorCode::kInvalidArgument, "cannot pick a token from empty logits");
+  int64_t best = 0;
+  for (int64_t i = 1; i < n && !std::isnan(p[best]); ++i)
+    if (std::isnan(p[i]) || p[i] > p[best]) best = i;
   return best;
 }
 
@@ -54,7 +58,7 @@ torch::Tensor warp_logits(const torch::Tensor& logits, const SamplingOptions& o)
 int64_t sample_next(const torch::Tensor& logits, const SamplingOptions& o, torch::Generator& gen) {
   validate(o);
   GILL_CHECK(logits.numel() > 0, ErrorCode::kInvalidArgument, "cannot pick a token from empty logits");
-  if (o.temperature == 0) return argmax_first(logits);
+  if (o.temperature == 0) return greedy_pick(logits);
   auto probs = torch::softmax(warp_logits(logits, o), 0);
   GILL_CHECK(torch::isfinite(probs).all().item<bool>(), ErrorCode::kInvalidArgument,
              "cannot sample: the logits give no finite probabilities (all -inf or NaN)");

@@ -47,6 +47,7 @@ StableDiffusion StableDiffusion::load_impl(const fs::path& dir, const SDOptions&
     mo.dtype = options.dtype;
     mo.device = options.device;
     mo.compute = options.compute;
+    mo.residency = options.residency;
     sd.scheduler_config_ = schedulers::SchedulerConfig::from_file(dir / "scheduler" / "scheduler_config.json");
     if (text) {
       tokenizer::LoadOptions to;

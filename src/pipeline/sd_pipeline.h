@@ -31,6 +31,7 @@ struct SDOptions {
   torch::Dtype dtype = torch::kFloat32;  // storage dtype of the text encoder, UNet and VAE weights
   torch::Device device = torch::kCPU;
   util::ComputePolicy compute;  // how bf16 storage computes (util/compute_policy.h)
+  io::Residency residency = io::Residency::kMap;  // where the weights live (io/mapped_file.h)
 };
 
 struct SDParams {

@@ -238,11 +238,19 @@ void Scheduler::check_index(int64_t i) const {
              " out of range [0, ", timesteps_.size(0), ")");
 }
 
+namespace {
+template <typename S>
+std::unique_ptr<Scheduler> make_scheduler_of(const SchedulerConfig& cfg) {
+  return std::make_unique<S>(cfg);
+}
+}  // namespace
+
 const std::vector<SchedulerName>& scheduler_table() {
-  static const std::vector<SchedulerName> table = {{"pndm", "PNDMScheduler"},
-                                                   {"ddim", "DDIMScheduler"},
-                                                   {"euler", "EulerDiscreteScheduler"},
-                                                   {"dpm++2m", "DPMSolverMultistepScheduler"}};
+  static const std::vector<SchedulerName> table = {
+      {"pndm", "PNDMScheduler", &make_scheduler_of<PNDMScheduler>},
+      {"ddim", "DDIMScheduler", &make_scheduler_of<DDIMScheduler>},
+      {"euler", "EulerDiscreteScheduler", &make_scheduler_of<EulerDiscreteScheduler>},
+      {"dpm++2m", "DPMSolverMultistepScheduler", &make_scheduler_of<DPMSolverMultistepScheduler>}};
   return table;
 }
 
@@ -256,10 +264,8 @@ const std::vector<std::string>& scheduler_names() {
 }
 
 std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const SchedulerConfig& cfg) {
-  if (name == "pndm") return std::make_unique<PNDMScheduler>(cfg);
-  if (name == "ddim") return std::make_unique<DDIMScheduler>(cfg);
-  if (name == "euler") return std::make_unique<EulerDiscreteScheduler>(cfg);
-  if (name == "dpm++2m") return std::make_unique<DPMSolverMultistepScheduler>(cfg);
+  for (const auto& e : scheduler_table())
+    if (name == e.name) return e.make(cfg);
   std::string list;
   for (const auto& n : scheduler_names()) list += (list.empty() ? "" : ", ") + n;
   detail::fail(ErrorCode::kInvalidArgument, str_cat("unknown scheduler '", name, "' (expected one of: ", list, ")"));

@@ -120,10 +120,12 @@ class Scheduler {
   torch::Tensor timesteps_;
 };
 
-// The schedulers make_scheduler builds: CLI name and diffusers class, in help order.
+// The one table of schedulers: CLI name, diffusers class and the factory make_scheduler uses, in help order
+// (gill::scheduler_names(), GenerateOptions::validate and the CLI's help read it).
 struct SchedulerName {
   const char* name;
   const char* class_name;
+  std::unique_ptr<Scheduler> (*make)(const SchedulerConfig& cfg);
 };
 const std::vector<SchedulerName>& scheduler_table();
 // The names accepted by make_scheduler, in help order.

@@ -10,6 +10,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "util/error.h"
+
 namespace gill::util {
 
 namespace json_detail {
@@ -71,6 +73,63 @@ T json_get(const nlohmann::json& v) {
 template <typename T>
 void json_get_if(const nlohmann::json& j, const char* key, T& out) {
   if (j.contains(key) && !j.at(key).is_null()) out = json_get<T>(j.at(key));
+}
+
+namespace json_detail {
+template <typename T>
+const char* kind_of() {
+  if constexpr (std::is_same_v<T, bool>)
+    return "true or false";
+  else if constexpr (std::is_integral_v<T>)
+    return "an integer";
+  else if constexpr (std::is_floating_point_v<T>)
+    return "a number";
+  else if constexpr (std::is_same_v<T, std::string>)
+    return "a string";
+  else if constexpr (is_vector<T>::value)
+    return "a list";
+  else
+    return "a value of another type";
+}
+template <typename T>
+bool has_kind(const nlohmann::json& v) {
+  if constexpr (std::is_same_v<T, bool>)
+    return v.is_boolean();
+  else if constexpr (std::is_integral_v<T>)
+    return v.is_number_integer() || v.is_number_unsigned();
+  else if constexpr (std::is_floating_point_v<T>)
+    return v.is_number();
+  else if constexpr (std::is_same_v<T, std::string>)
+    return v.is_string();
+  else if constexpr (is_vector<T>::value)
+    return v.is_array();
+  else
+    return true;
+}
+}  // namespace json_detail
+
+// The config-field reader with gill's messages (CLIP, the CLIP preprocessor): `v` (the value of `key`) as T. A
+// value of another JSON type is kFormat `WHERE: "KEY" must be KIND, got VALUE` (KIND: an integer, a number, true or
+// false, a string, a list); one out of T's range (or a list element of the wrong type) is kFormat
+// `WHERE: "KEY" = VALUE is out of range or of the wrong type`.
+template <typename T>
+T read_value(const nlohmann::json& v, const std::string& key, const std::string& where) {
+  if (!json_detail::has_kind<T>(v))
+    detail::fail(ErrorCode::kFormat,
+                 detail::str_cat(where, ": \"", key, "\" must be ", json_detail::kind_of<T>(), ", got ", v.dump()));
+  try {
+    return json_get<T>(v);
+  } catch (const nlohmann::json::exception&) {
+    detail::fail(ErrorCode::kFormat,
+                 detail::str_cat(where, ": \"", key, "\" = ", v.dump(),
+                                 json_detail::is_vector<T>::value ? " has an element of the wrong type or out of range"
+                                                                  : " is out of range"));
+  }
+}
+// read_value of j[key] into out when the key is present and not null; otherwise out keeps its default.
+template <typename T>
+void read_field(const nlohmann::json& j, const char* key, T& out, const std::string& where) {
+  if (j.contains(key) && !j.at(key).is_null()) out = read_value<T>(j.at(key), key, where);
 }
 
 }  // namespace gill::util

@@ -10,12 +10,23 @@ std::string device_help() {
   return "Device (this build: " + list + ")";
 }
 
+std::string scheduler_help() {
+  std::string list;
+  for (const auto& s : scheduler_names()) list += (list.empty() ? "" : " | ") + s;
+  return list;
+}
+
 void add_compute_option(CLI::App* app, std::string& compute) {
   app->add_option("--compute", compute,
                   "Arithmetic for bf16 weights: auto | fp32 | bf16 (auto: bf16 where the CPU has native bf16; "
                   "see gill info)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+}
+
+void add_mmap_option(CLI::App* app, bool& mmap) {
+  app->add_flag("--no-mmap{false}", mmap,
+                "Read the weights into memory (huge pages) instead of mapping them: faster decode, slower load");
 }
 
 void add_engine_options(CLI::App* app, EngineOptions& o) {
@@ -32,6 +43,7 @@ void add_engine_options(CLI::App* app, EngineOptions& o) {
   app->add_option("--dtype", o.dtype, "auto | fp32 | bf16 | fp16 (gill run --lm: auto | fp32 | bf16)")
       ->capture_default_str();
   add_compute_option(app, o.compute);
+  add_mmap_option(app, o.mmap);
   app->add_flag("--no-sd{false}", o.load_sd, "Do not load Stable Diffusion (retrieval and text only)");
 }
 
@@ -43,7 +55,7 @@ void add_generate_options(CLI::App* app, GenerateOptions& o) {
   app->add_option("--seed", o.seed, "Random seed (sampling and SD latents)")->capture_default_str();
   app->add_option("--steps", o.steps, "Stable Diffusion denoising steps")->capture_default_str();
   app->add_option("--cfg-scale", o.guidance_scale, "Classifier-free guidance scale")->capture_default_str();
-  app->add_option("--scheduler", o.scheduler, "pndm | ddim | euler | dpm++2m")->capture_default_str();
+  app->add_option("--scheduler", o.scheduler, scheduler_help())->capture_default_str();
   app->add_option("--ret-scale-factor", o.ret_scale_factor, "Scale on the [IMG0] logit (reference rule)")
       ->capture_default_str();
   app->add_option("--gen-scale-factor", o.gen_scale_factor, "Scale on the decision's generate probability")

@@ -3,13 +3,13 @@
 // image to the next turn, `/reset` forgets the conversation, `/save FILE` writes the transcript, `/quit`.
 #include <gill/gill.h>
 #include <gill/progress.h>
+#include <gill/result_json.h>
 #include <unistd.h>
 
 #include <iostream>
 
 #include "api_options.h"
 #include "cli_common.h"
-#include "gill_outputs.h"
 #include "output_checks.h"
 
 namespace gill::cli {
@@ -37,6 +37,7 @@ int run_chat(ChatArgs& a, const Context& ctx) {
   eo.on_progress = make_progress_callback(style);
   Engine engine(eo);
   Chat chat = engine.chat();
+  chat.set_output_dir(a.out_dir);  // turnN_gen_K.png, turnN_ret_K_I.EXT; the transcript names them
   GenerateOptions go = a.gen;
   go.on_progress = [bar = make_progress_callback(style)](const std::string& stage, int64_t done, int64_t total) {
     if (stage != "tokens") bar(stage, done, total);
@@ -49,8 +50,6 @@ int run_chat(ChatArgs& a, const Context& ctx) {
   if (interactive)
     std::cerr << "gill chat: type a message; /image PATH adds an image, /reset, /save FILE, /quit\n";
   Prompt pending;
-  int turn = 0;
-  nlohmann::json transcript = nlohmann::json::array();
   std::string line;
   while (true) {
     if (interactive) std::cerr << "> " << std::flush;
@@ -62,14 +61,13 @@ int run_chat(ChatArgs& a, const Context& ctx) {
       if (cmd == "/reset") {
         chat.reset();
         pending.clear();
-        transcript = nlohmann::json::array();
         std::cout << "[conversation reset]\n" << std::flush;
         continue;
       }
       if (cmd.rfind("/save", 0) == 0) {
         const std::string file = trim(cmd.substr(5));
         require(!file.empty(), ErrorCode::kInvalidArgument, "/save needs a file name");
-        write_json_file(file, transcript);
+        write_file_atomic(file, chat.transcript_json() + "\n");
         std::cout << "[transcript saved to " << file << "]\n" << std::flush;
         continue;
       }
@@ -86,20 +84,10 @@ int run_chat(ChatArgs& a, const Context& ctx) {
               cat("unknown command '", cmd, "' (expected /image PATH, /reset, /save FILE or /quit)"));
       Prompt p = pending;
       p.push_back(Segment::Text(cmd));
-      ++turn;
-      Result r = chat.send(p, go);
+      const Result r = chat.send(p, go);
       std::cout << "\n";
-      TurnFiles files = write_turn_files(r, a.out_dir, "turn" + std::to_string(turn) + "_", a.gen);
-      print_image_lines(r, files, std::cout);
+      std::cout << image_lines(r);
       std::cout << std::flush;
-      nlohmann::json j = turn_json(r, files, a.gen);
-      nlohmann::json pj = nlohmann::json::array();
-      for (const auto& s : p)
-        pj.push_back(s.kind == Segment::Kind::kText ? nlohmann::json{{"text", s.text}}
-                                                    : nlohmann::json{{"image", s.image_path}});
-      j["prompt"] = pj;
-      j["turn"] = turn;
-      transcript.push_back(j);
       pending.clear();
     } catch (const Error& e) {
       // A bad line does not end the session.

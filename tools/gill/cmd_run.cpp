@@ -3,13 +3,13 @@
 // the transcript to --json. Every option is used by the mode it is given in, or refused by name.
 #include <gill/gill.h>
 #include <gill/progress.h>
+#include <gill/result_json.h>
 #include <gill/tools.h>
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "api_options.h"
@@ -68,33 +68,6 @@ void refuse_other_mode(const ModeOptions& m, bool gill_mode) {
   }
 }
 
-nlohmann::json lm_json(const LmResult& r, const LmOptions& o) {
-  return {{"mode", "lm"},
-          {"prompt", o.prompt},
-          {"prompt_ids", r.prompt_ids},
-          {"text", r.text},
-          {"token_ids", r.new_ids},
-          {"stop_reason", r.stop_reason},
-          {"settings",
-           {{"max_new_tokens", o.max_new_tokens},
-            {"temperature", o.temperature},
-            {"top_p", o.top_p},
-            {"top_k", o.top_k},
-            {"seed", o.seed},
-            {"dtype", o.dtype},
-            {"stop_on_eos", o.stop_on_eos},
-            {"stop_on_newline", o.stop_on_newline},
-            {"stop_strings", o.stop_strings},
-            {"use_cache", o.use_cache}}},
-          {"timings",
-           {{"load_s", r.load_s},
-            {"prefill_s", r.prefill_s},
-            {"decode_s", r.decode_s},
-            {"prompt_tokens", r.prompt_ids.size()},
-            {"new_tokens", r.new_ids.size()},
-            {"threads", r.threads}}}};
-}
-
 int run_lm_only(RunArgs& a, const Context& ctx) {
   LmOptions o;
   o.lm_dir = a.engine.lm_dir;
@@ -111,6 +84,7 @@ int run_lm_only(RunArgs& a, const Context& ctx) {
   o.device = a.engine.device;
   o.dtype = a.engine.dtype;
   o.compute = a.engine.compute;
+  o.mmap = a.engine.mmap;
   o.threads = ctx.threads;
   o.max_new_tokens = a.gen.num_words;
   o.temperature = a.gen.temperature;
@@ -131,7 +105,7 @@ int run_lm_only(RunArgs& a, const Context& ctx) {
   };
   const LmResult r = generate_text(o);
   std::cout << std::endl;
-  if (!a.json_path.empty()) write_json_file(a.json_path, lm_json(r, o));
+  if (!a.json_path.empty()) write_json_file(a.json_path, lm_result_json(r, o));
   spdlog::info("load {:.2f} s, prefill {:.3f} s ({} tokens), decode {:.3f} s ({} tokens), stop: {}, {} thread(s)",
                r.load_s, r.prefill_s, r.prompt_ids.size(), r.decode_s, r.new_ids.size(), r.stop_reason, r.threads);
   return 0;
@@ -169,17 +143,9 @@ int run_gill(RunArgs& a, const Context& ctx) {
   };
   Result r = engine.generate(prompt, go);
   std::cout << "\n";
-  TurnFiles files = write_turn_files(r, a.out_dir, "", a.gen);
-  print_image_lines(r, files, std::cout);
-  if (!a.json_path.empty()) {
-    nlohmann::json j = turn_json(r, files, a.gen);
-    nlohmann::json pj = nlohmann::json::array();
-    for (const auto& s : a.prompt)
-      pj.push_back(s.kind == Segment::Kind::kText ? nlohmann::json{{"text", s.text}}
-                                                  : nlohmann::json{{"image", s.image_path}});
-    j["prompt"] = pj;
-    write_json_file(a.json_path, j);
-  }
+  write_turn_files(r, {a.out_dir, "", true, "gill run"}, a.gen);
+  std::cout << image_lines(r);
+  if (!a.json_path.empty()) write_json_file(a.json_path, result_json(r, {&a.prompt, &a.gen}));
   spdlog::info(
       "prompt {} tokens in {:.2f} s, {} new tokens in {:.2f} s, retrieval {:.2f} s, generation {:.2f} s, {} thread(s)",
       r.timings.prompt_tokens, r.timings.prompt_s, r.timings.new_tokens, r.timings.decode_s, r.timings.retrieval_s,

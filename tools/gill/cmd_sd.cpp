@@ -71,12 +71,13 @@ void register_sd(CLI::App& app, Context& ctx) {
       ->capture_default_str();
   sub->add_option("--seed", o->seed, "Seed of the CPU generator the initial latents are drawn from")
       ->capture_default_str();
-  sub->add_option("--scheduler", o->scheduler, "pndm | ddim | euler | dpm++2m")->capture_default_str();
+  sub->add_option("--scheduler", o->scheduler, scheduler_help())->capture_default_str();
   sub->add_option("-W,--width", o->width, "Image width, a multiple of 8 (default: from the UNet config)");
   sub->add_option("-H,--height", o->height, "Image height, a multiple of 8 (default: from the UNet config)");
   sub->add_option("-o,--output", *output, "Output PNG")->required();
   sub->add_option("--dtype", o->dtype, "Weight dtype: fp32 | bf16 | fp16")->capture_default_str();
   add_compute_option(sub, o->compute);
+  add_mmap_option(sub, o->mmap);
   sub->add_option("--dump-tensors", o->dump_tensors, "Write the sd.* stage tensors to this safetensors file");
   sub->add_option("--init-latents", o->init_latents,
                   "Start from the 'sd.latents.init' tensor of this safetensors file instead of the seed");

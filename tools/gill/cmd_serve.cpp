@@ -1,4 +1,4 @@
-// gill serve -m ROOT — an HTTP server with an OpenAI-style API (docs/serve.md): GET /health, GET /v1/models,
+// gill serve -m ROOT — an HTTP server with an OpenAI-style API (docs/server.md): GET /health, GET /v1/models,
 // POST /v1/chat/completions, POST /v1/images/generations. One model is loaded once; one request runs at a time.
 // SIGINT/SIGTERM cancel the running request (answered 503) and exit 0.
 #include <signal.h>
@@ -93,6 +93,22 @@ void register_serve(CLI::App& app, Context& ctx) {
   sub->add_option("--max-body-mb", a->serve.max_body_mb, "Largest request body in MiB (beyond: 413)")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
+  sub->add_option("--image-root", a->serve.image_root,
+                  "Folder whose image files image_url may name by path (default: data: URLs only)");
+  sub->add_option("--max-tokens", a->serve.max_tokens, "Largest max_tokens a request may ask for (beyond: 400)")
+      ->capture_default_str();
+  sub->add_option("--max-prompt-bytes", a->serve.max_prompt_bytes,
+                  "Largest prompt text of a request in UTF-8 bytes (beyond: 400)")
+      ->capture_default_str();
+  sub->add_option("--max-image-pixels", a->serve.max_image_pixels,
+                  "Largest image (width x height) a request may send (beyond: 400)")
+      ->capture_default_str();
+  sub->add_option("--max-conversations", a->serve.max_conversations,
+                  "Live conversations (conversation_id) kept; the least recently used is dropped")
+      ->capture_default_str();
+  sub->add_option("--conversation-mb", a->serve.conversation_mb,
+                  "MiB of KV cache the live conversations may hold together")
+      ->capture_default_str();
   sub->callback([&ctx, a] {
     require(!a->serve.engine.weights_root.empty() || !a->serve.engine.gill_dir.empty(), ErrorCode::kInvalidArgument,
             "gill serve: give -m WEIGHTS_ROOT (or --gill DIR with --lm, --clip, --sd)");

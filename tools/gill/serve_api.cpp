@@ -1,16 +1,21 @@
 #include "serve_api.h"
 
+#include <gill/result_json.h>
+
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <utility>
 #include <vector>
 
 #include "cli_common.h"
+#include "serve_conversations.h"
 
 namespace gill::cli::serve {
 
 using json = nlohmann::json;
+namespace fs = std::filesystem;
 
 nlohmann::json ApiError::body() const {
   return {{"error", {{"message", message}, {"type", type}, {"code", code}}}};
@@ -200,31 +205,89 @@ bool common_field(const std::string& key, const json& v) {
 }
 
 std::string chat_fields_list() {
-  std::string s = "model, messages, n, stream";
+  std::string s = "model, messages, n, stream, conversation_id";
   for (const GenField& f : kServeGenFields) s += cat(", ", f.json_name);
   return s;
 }
 
-// "data:image/png;base64,...." -> the image; `what` names the field.
-Image image_from_url(const std::string& url, const std::string& what, const ImageDecoder& decode) {
-  if (url.rfind("data:", 0) != 0)
-    bad_request("unsupported", cat(what, ": only data: URLs are accepted (data:image/png;base64,...); gill serve ",
-                                   "does not fetch http(s) URLs or read server paths"));
-  const size_t comma = url.find(',');
-  if (comma == std::string::npos) bad_request("invalid_value", cat(what, ": a data: URL needs a ',' before the data"));
-  const std::string header = url.substr(5, comma - 5);  // "image/png;base64"
-  const std::string suffix = ";base64";
-  if (header.size() < suffix.size() || header.compare(header.size() - suffix.size(), suffix.size(), suffix) != 0)
-    bad_request("invalid_value",
-                cat(what, ": the data: URL must be base64 (data:image/...;base64,...), got 'data:", header, "'"));
-  if (header.rfind("image/", 0) != 0)
-    bad_request("invalid_value", cat(what, ": the data: URL's media type must be image/..., got '",
-                                     header.substr(0, header.size() - suffix.size()), "'"));
-  return decode(base64_decode(url.substr(comma + 1), what), what);
+// The UTF-8 bytes of text in a prompt, against --max-prompt-bytes.
+void check_prompt_size(int64_t bytes, const RequestLimits& limits, const char* what) {
+  if (bytes > limits.max_prompt_bytes)
+    bad_request("prompt_too_long", cat(what, ": ", bytes, " bytes of text, over this server's limit of ",
+                                       limits.max_prompt_bytes, " (--max-prompt-bytes)"));
 }
 
+// max_tokens against --max-tokens (the server's -n counts too: it is the default).
+void check_max_tokens(const GenerateOptions& o, const RequestLimits& limits) {
+  if (o.num_words > limits.max_tokens)
+    bad_request("invalid_value", cat("max_tokens = ", o.num_words, ": over this server's limit of ", limits.max_tokens,
+                                     " (--max-tokens)"));
+}
+
+// A local image path under --image-root: the canonical form of root/path (links followed as far as it exists)
+// must lie under the root.
+std::string local_image_path(const std::string& url, const std::string& what, const RequestLimits& limits) {
+  if (limits.image_root.empty())
+    bad_request("unsupported", cat(what, ": only data: URLs are accepted (data:image/png;base64,...); local paths ",
+                                   "need the server's --image-root, and http(s) URLs are never fetched"));
+  std::string path = url.rfind("file://", 0) == 0 ? url.substr(7) : url;
+  if (path.empty()) bad_request("invalid_value", cat(what, ": empty path"));
+  if (path.find('\0') != std::string::npos) bad_request("invalid_value", cat(what, ": the path contains a NUL byte"));
+  const fs::path root(limits.image_root);
+  std::error_code ec;
+  const fs::path full = fs::weakly_canonical(fs::path(path).is_absolute() ? fs::path(path) : root / path, ec);
+  auto outside = [&] {
+    if (ec) return true;
+    auto r = root.begin();
+    auto f = full.begin();
+    for (; r != root.end(); ++r, ++f)
+      if (f == full.end() || *r != *f) return true;
+    return false;
+  };
+  if (outside())
+    throw ApiError{403, "invalid_request_error", "path_not_allowed",
+                   cat(what, " = \"", url, "\": outside the server's --image-root (paths resolve under it)")};
+  if (!fs::is_regular_file(full, ec))
+    bad_request("invalid_value", cat(what, " = \"", url, "\": no such image file under --image-root"));
+  return full.string();
+}
+
+}  // namespace
+
+Image image_from_url(const std::string& url, const std::string& what, const RequestLimits& limits,
+                     const ImageDecoder& decode) {
+  Image im;
+  if (url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0) {
+    bad_request("unsupported", cat(what, ": gill serve does not fetch http(s) URLs; send a data: URL",
+                                   limits.image_root.empty() ? "" : " or a path under --image-root"));
+  } else if (url.rfind("data:", 0) != 0) {
+    im = decode(read_file(local_image_path(url, what, limits)), what);
+  } else {
+    const size_t comma = url.find(',');
+    if (comma == std::string::npos)
+      bad_request("invalid_value", cat(what, ": a data: URL needs a ',' before the data"));
+    const std::string header = url.substr(5, comma - 5);  // "image/png;base64"
+    const std::string suffix = ";base64";
+    if (header.size() < suffix.size() || header.compare(header.size() - suffix.size(), suffix.size(), suffix) != 0)
+      bad_request("invalid_value",
+                  cat(what, ": the data: URL must be base64 (data:image/...;base64,...), got 'data:", header, "'"));
+    if (header.rfind("image/", 0) != 0)
+      bad_request("invalid_value", cat(what, ": the data: URL's media type must be image/..., got '",
+                                       header.substr(0, header.size() - suffix.size()), "'"));
+    im = decode(base64_decode(url.substr(comma + 1), what), what);
+  }
+  const int64_t pixels = static_cast<int64_t>(im.width) * im.height;
+  if (pixels > limits.max_image_pixels)
+    bad_request("image_too_large",
+                cat(what, ": ", im.width, "x", im.height, " = ", pixels, " pixels, over this server's limit of ",
+                    limits.max_image_pixels, " (--max-image-pixels)"));
+  return im;
+}
+
+namespace {
+
 void add_content_part(Prompt& prompt, const json& part, const std::string& what, bool images_allowed,
-                      const ImageDecoder& decode) {
+                      const RequestLimits& limits, const ImageDecoder& decode) {
   if (!part.is_object()) wrong_type(what, part, "an object ({\"type\": \"text\" | \"image_url\", ...})");
   if (!part.contains("type")) bad_request("missing_field", cat(what, ".type: missing (text | image_url)"));
   const std::string type = want_string(part["type"], what + ".type");
@@ -254,12 +317,13 @@ void add_content_part(Prompt& prompt, const json& part, const std::string& what,
                                      "only \"auto\" is accepted"));
   }
   if (!iu.contains("url")) bad_request("missing_field", cat(iw, ".url: missing"));
-  prompt.push_back(Segment::Pixels(image_from_url(want_string(iu["url"], iw + ".url"), iw + ".url", decode)));
+  prompt.push_back(Segment::Pixels(image_from_url(want_string(iu["url"], iw + ".url"), iw + ".url", limits, decode)));
 }
 
 }  // namespace
 
-ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& defaults, const ImageDecoder& decode) {
+ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& defaults, const RequestLimits& limits,
+                               const ImageDecoder& decode) {
   const json j = parse_object(body);
   ChatRequest r;
   r.options = defaults;
@@ -272,6 +336,12 @@ ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& d
       r.stream = want_bool(v, k);
       continue;
     }
+    if (k == "conversation_id") {
+      r.conversation_id = want_string(v, k);
+      if (!valid_conversation_id(r.conversation_id))
+        bad_request("invalid_value", cat("conversation_id = ", v.dump(), ": 1 to 64 characters of A-Z a-z 0-9 . _ -"));
+      continue;
+    }
     if (k == "messages" || common_field(k, v) || set_gen_field(r.options, k, v)) continue;
     unknown_field(k, chat_fields_list());
   }
@@ -279,7 +349,7 @@ ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& d
   const json& msgs = j["messages"];
   if (!msgs.is_array()) wrong_type("messages", msgs, "an array");
   if (msgs.empty()) bad_request("invalid_value", "messages: empty (send at least one message)");
-  // GILL has no chat template: the messages' contents become one interleaved prompt, in order (docs/serve.md).
+  // GILL has no chat template: the messages' contents become one interleaved prompt, in order (docs/server.md).
   for (size_t i = 0; i < msgs.size(); ++i) {
     const std::string what = cat("messages[", i, "]");
     const json& m = msgs[i];
@@ -297,7 +367,7 @@ ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& d
       r.prompt.push_back(Segment::Text(c.get<std::string>()));
     } else if (c.is_array()) {
       for (size_t p = 0; p < c.size(); ++p)
-        add_content_part(r.prompt, c[p], cat(cw, "[", p, "]"), role != "assistant", decode);
+        add_content_part(r.prompt, c[p], cat(cw, "[", p, "]"), role != "assistant", limits, decode);
     } else {
       wrong_type(cw, c, "a string or an array of parts");
     }
@@ -308,11 +378,16 @@ ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& d
     if (s.kind != Segment::Kind::kText || !s.text.empty()) kept.push_back(std::move(s));
   r.prompt = std::move(kept);
   if (r.prompt.empty()) bad_request("invalid_value", "messages: no text or image in any message");
+  int64_t text_bytes = 0;
+  for (const auto& seg : r.prompt) text_bytes += static_cast<int64_t>(seg.text.size());
+  check_prompt_size(text_bytes, limits, "messages");
   validate_gen(r.options);
+  check_max_tokens(r.options, limits);
   return r;
 }
 
-ImageRequest parse_image_request(const std::string& body, const GenerateOptions& defaults) {
+ImageRequest parse_image_request(const std::string& body, const GenerateOptions& defaults,
+                                 const RequestLimits& limits) {
   const json j = parse_object(body);
   ImageRequest r;
   r.options = defaults;
@@ -348,25 +423,16 @@ ImageRequest parse_image_request(const std::string& body, const GenerateOptions&
   if (!j.contains("prompt")) bad_request("missing_field", "prompt: missing (the text to draw)");
   r.prompt = want_string(j["prompt"], "prompt");
   if (r.prompt.empty()) bad_request("invalid_value", "prompt: empty");
+  check_prompt_size(static_cast<int64_t>(r.prompt.size()), limits, "prompt");
   validate_gen(r.options);
   return r;
 }
 
 nlohmann::json block_json(const ImageBlock& b, const PngEncoder& png) {
-  json ret = json::array();
-  for (const RetrievedImage& h : b.retrieved) ret.push_back({{"path", h.path}, {"score", h.score}, {"index", h.index}});
-  json gen = nullptr;
-  if (b.generated)
-    gen = {{"url", "data:image/png;base64," + base64_encode(png(*b.generated))},
-           {"width", b.generated->width},
-           {"height", b.generated->height},
-           {"seed", b.seed},
-           {"rank_score", b.gen_rank_score}};
-  return {{"caption", b.caption},
-          {"decision", b.decision},
-          {"probabilities", {{"gen", b.p_gen}, {"ret", b.p_ret}}},
-          {"retrieved", ret},
-          {"generated", gen}};
+  // The library's one block serialiser (docs/result-schema.md), the generated picture as a PNG data URL.
+  ImageBlock with_url = b;
+  if (b.generated) with_url.generated_url = "data:image/png;base64," + base64_encode(png(*b.generated));
+  return gill::block_json(with_url);
 }
 
 const char* finish_reason(const Result& r, const GenerateOptions& o) {
@@ -390,9 +456,7 @@ nlohmann::json usage_json(const Result& r) {
 }
 
 nlohmann::json timings_json(const Result& r) {
-  const auto& t = r.timings;
-  return {{"prompt_s", t.prompt_s},         {"decode_s", t.decode_s}, {"retrieval_s", t.retrieval_s},
-          {"generation_s", t.generation_s}, {"total_s", t.total_s},   {"threads", t.threads}};
+  return gill::timings_json(r.timings);
 }
 
 nlohmann::json chat_response(const Result& r, const GenerateOptions& o, const std::string& id, int64_t created,

@@ -1,6 +1,6 @@
 // The JSON side of `gill serve` (no HTTP here): OpenAI-style requests parsed into the library's Prompt and
 // GenerateOptions, results turned into response bodies, and API errors with their HTTP status. Every field a
-// request may carry is either honoured or refused by name (docs/serve.md lists them).
+// request may carry is either honoured or refused by name (docs/server.md lists them).
 #pragma once
 #include <gill/gill.h>
 
@@ -29,20 +29,34 @@ inline constexpr const char* kModelId = "gill";
 // Decodes image bytes (PNG, JPEG, ... as gill::read_image does); `what` names the field in error messages.
 using ImageDecoder = std::function<Image(const std::string& bytes, const std::string& what)>;
 
+// What one request may ask for (the server's flags); beyond them a 400 names the field and the flag.
+struct RequestLimits {
+  int64_t max_tokens = 1024;               // --max-tokens: largest max_tokens
+  int64_t max_prompt_bytes = 64 << 10;     // --max-prompt-bytes: UTF-8 bytes of text in a request's prompt
+  int64_t max_image_pixels = 4096 * 4096;  // --max-image-pixels: width x height of an image in a request
+  std::string image_root;                  // --image-root: an existing folder, canonical; "" = no local paths
+};
+
 struct ChatRequest {
   Prompt prompt;
   GenerateOptions options;
-  bool stream = false;  // answer with Server-Sent Events (chat_chunk ... "data: [DONE]")
+  bool stream = false;          // answer with Server-Sent Events (chat_chunk ... "data: [DONE]")
+  std::string conversation_id;  // "" = a fresh turn; else continue (or start) that conversation
 };
 // POST /v1/chat/completions. `defaults` are the server's GenerateOptions (its command-line flags).
-ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& defaults, const ImageDecoder& decode);
+ChatRequest parse_chat_request(const std::string& body, const GenerateOptions& defaults, const RequestLimits& limits,
+                               const ImageDecoder& decode);
 
 struct ImageRequest {
   std::string prompt;
   GenerateOptions options;
 };
 // POST /v1/images/generations.
-ImageRequest parse_image_request(const std::string& body, const GenerateOptions& defaults);
+ImageRequest parse_image_request(const std::string& body, const GenerateOptions& defaults, const RequestLimits& limits);
+// The image of an image_url part: a data: URL, or a local path (plain or file://) that resolves, symbolic links
+// followed, to a file under limits.image_root (403 path_not_allowed otherwise); at most max_image_pixels.
+Image image_from_url(const std::string& url, const std::string& what, const RequestLimits& limits,
+                     const ImageDecoder& decode);
 
 // PNG bytes of an image (encoded by gill::write_png).
 using PngEncoder = std::function<std::string(const Image&)>;

@@ -5,14 +5,18 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
 
 #include "cli_common.h"
 #include "serve_api.h"
+#include "serve_conversations.h"
+#include "serve_page_html.h"
 
 namespace gill::cli::serve {
 
@@ -30,6 +34,23 @@ struct Server::State {
   std::atomic<int> admitted{0};  // running + waiting requests
   std::atomic<int> running{0};
   std::atomic<uint64_t> counter{0};  // request ids and scratch file names
+  RequestLimits limits;
+  std::unique_ptr<Conversations> conversations;
+  // Index entries retrieval has answered with (index -> local file): what GET /v1/retrieved/N may serve.
+  std::mutex retrieved_mu;
+  std::map<int64_t, std::string> retrieved;
+
+  // A block's local retrieved files become servable by GET /v1/retrieved/N.
+  void remember_retrieved(const ImageBlock& b) {
+    std::lock_guard<std::mutex> lock(retrieved_mu);
+    for (const RetrievedImage& r : b.retrieved)
+      if (r.path.find("://") == std::string::npos) retrieved[r.index] = r.path;
+  }
+  // The JSON of a block for a streamed response.
+  json block(const ImageBlock& b) {
+    remember_retrieved(b);
+    return block_json(b, [this](const Image& im) { return encode_png(im); });
+  }
 
   // PNG bytes of an image, through gill::write_png (the library's one PNG writer).
   std::string encode_png(const Image& image) {
@@ -137,14 +158,42 @@ GenerateOptions with_cancel(Server::State& st, GenerateOptions o) {
   return o;
 }
 
+// One chat turn on the model (the caller holds it): a fresh Engine::generate, or the next turn of the request's
+// conversation (made when new). For a conversation `conv` gets {"id", "turn", "positions", "cache_bytes", "kept"}.
+Result chat_turn(Server::State& st, const ChatRequest& r, const GenerateOptions& o, json& conv) {
+  if (r.conversation_id.empty()) return st.engine->generate(r.prompt, o);
+  bool created = false;
+  auto c = st.conversations->find_or_add(
+      r.conversation_id, [&st] { return st.engine->chat(); }, created);
+  Result out;
+  try {
+    out = c->chat.send(r.prompt, o);  // a failed turn leaves the chat as it was
+  } catch (...) {
+    if (created) st.conversations->erase(c->id);
+    throw;
+  }
+  const Conversations::Settled s = st.conversations->settle(c);
+  for (const std::string& id : s.evicted)
+    spdlog::info("conversation {}: dropped (least recently used; --max-conversations / --conversation-mb)", id);
+  if (!s.kept)
+    spdlog::warn("conversation {}: its KV cache ({} bytes) alone is over --conversation-mb; not kept", c->id, c->bytes);
+  conv = {{"id", c->id},
+          {"turn", c->chat.turns()},
+          {"positions", c->chat.n_positions()},
+          {"cache_bytes", c->bytes},
+          {"kept", s.kept}};
+  return out;
+}
+
 int64_t now_s() {
   return static_cast<int64_t>(std::time(nullptr));
 }
 
 // stream: true. The queue slot is taken before the answer starts (so a full queue is still a 503); the turn runs
-// inside the content provider: a chunk per text piece, an `event: progress` per denoising step, a chunk per image
-// block, the last chunk (finish_reason, usage, timings), then "data: [DONE]". A client that goes away makes a
-// write fail, which cancels the turn (the token and cancel callbacks) and frees the slot.
+// inside the content provider: a chunk per text piece, per image block an `event: image_block_decided` (decision,
+// retrieved items) then its `event: progress` denoising steps then a chunk with the finished block, the last chunk
+// (finish_reason, usage, timings), then "data: [DONE]". A client that goes away makes a write fail, which cancels the
+// turn (the token and cancel callbacks) and frees the slot.
 void serve_chat_stream(Server::State& st, ChatRequest r, httplib::Response& res) {
   auto slot = std::make_shared<QueueSlot>(st);
   auto req = std::make_shared<ChatRequest>(std::move(r));
@@ -170,15 +219,20 @@ void serve_chat_stream(Server::State& st, ChatRequest r, httplib::Response& res)
         o.on_progress = [&](const std::string& stage, int64_t done, int64_t total) {
           if (stage != "tokens") send("progress", {{"stage", stage}, {"done", done}, {"total", total}});
         };
+        // Each block as the turn reaches it: its decision and retrieved items first (a named event, before
+        // its denoising), then the finished block as a chunk (the non-streamed response's image_blocks[k]).
+        o.on_image_block = [&](int64_t k, const ImageBlock& b, bool done) {
+          const json bj = st.block(b);
+          if (!done) return send("image_block_decided", {{"index", k}, {"block", bj}});
+          return send(nullptr, chat_chunk(id, created, {{"image_block", bj}, {"image_block_index", k}}));
+        };
         send(nullptr, chat_chunk(id, created, {{"role", "assistant"}, {"content", ""}}));
-        const Result out = st.engine->generate(req->prompt, o);
-        for (const ImageBlock& b : out.images)
-          send(nullptr,
-               chat_chunk(id, created,
-                          {{"image_block", block_json(b, [&st](const Image& im) { return st.encode_png(im); })}}));
+        json conv;
+        const Result out = chat_turn(st, *req, o, conv);
         json last = chat_chunk(id, created, json::object(), finish_reason(out, req->options));
         last["usage"] = usage_json(out);
         last["timings"] = timings_json(out);
+        if (!conv.is_null()) last["conversation"] = conv;
         send(nullptr, last);
       });
     } catch (const ApiError& e) {
@@ -208,31 +262,78 @@ void add_routes(Server::State& st) {
     json j = {{"status", status},
               {"running", running},
               {"queued", std::max(0, admitted - running)},
-              {"max_queue", st.options.max_queue}};
+              {"max_queue", st.options.max_queue},
+              {"conversations", st.conversations->count()},
+              {"conversation_bytes", st.conversations->bytes()}};
     send_json(res, j);
     if (!st.ready) {
       res.status = 503;
       res.set_header("Retry-After", "1");
     }
   });
+  // The chat page, without the API key (the page asks for it and sends it on each call).
+  http.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(reinterpret_cast<const char*>(kServePageHtml), kServePageHtml_size, "text/html; charset=utf-8");
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("Content-Security-Policy",
+                   "default-src 'self'; img-src 'self' data: blob: http: https:; style-src 'unsafe-inline'; "
+                   "script-src 'unsafe-inline'");
+  });
+  // A retrieved item's image file: only entries retrieval has returned in a response (never a path from a request).
+  http.Get(R"(/v1/retrieved/(\d{1,18}))", [&st](const httplib::Request& req, httplib::Response& res) {
+    const int64_t index = std::stoll(req.matches[1]);
+    std::string path;
+    {
+      std::lock_guard<std::mutex> lock(st.retrieved_mu);
+      const auto at = st.retrieved.find(index);
+      if (at != st.retrieved.end()) path = at->second;
+    }
+    if (path.empty())
+      return send_error(res, {404, "invalid_request_error", "not_found",
+                              cat("retrieved item ", index, ": not in any answer of this server")});
+    std::string ext = fs::path(path).extension().string();
+    for (char& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    const char* type = ext == ".png"                     ? "image/png"
+                       : ext == ".jpg" || ext == ".jpeg" ? "image/jpeg"
+                       : ext == ".gif"                   ? "image/gif"
+                       : ext == ".webp"                  ? "image/webp"
+                       : ext == ".bmp"                   ? "image/bmp"
+                                                         : "application/octet-stream";
+    try {
+      res.set_content(read_file(path), type);
+    } catch (const Error& e) {
+      send_error(res, {404, "invalid_request_error", "not_found", e.what()});
+    }
+  });
   http.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) { send_json(res, models_response()); });
   http.Post("/v1/chat/completions", [&st](const httplib::Request& req, httplib::Response& res) {
     serve_post(st, res, [&] {
       ChatRequest r =
-          parse_chat_request(req.body, st.options.defaults,
+          parse_chat_request(req.body, st.options.defaults, st.limits,
                              [&st](const std::string& b, const std::string& w) { return st.decode_image(b, w); });
       if (r.stream) return serve_chat_stream(st, std::move(r), res);
       QueueSlot slot(st);
       with_model(st, [&] {
-        const Result out = st.engine->generate(r.prompt, with_cancel(st, r.options));
-        send_json(res, chat_response(out, r.options, cat("chatcmpl-", ++st.counter), now_s(),
-                                     [&st](const Image& im) { return st.encode_png(im); }));
+        json conv;
+        const Result out = chat_turn(st, r, with_cancel(st, r.options), conv);
+        for (const ImageBlock& b : out.images) st.remember_retrieved(b);
+        json body = chat_response(out, r.options, cat("chatcmpl-", ++st.counter), now_s(),
+                                  [&st](const Image& im) { return st.encode_png(im); });
+        if (!conv.is_null()) body["conversation"] = conv;
+        send_json(res, body);
       });
     });
   });
+  http.Delete(R"(/v1/conversations/([^/]+))", [&st](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (!st.conversations->erase(id))
+      return send_error(res, {404, "invalid_request_error", "conversation_not_found",
+                              cat("conversation_id = \"", id, "\": no such live conversation")});
+    send_json(res, {{"id", id}, {"object", "conversation.deleted"}, {"deleted", true}});
+  });
   http.Post("/v1/images/generations", [&st](const httplib::Request& req, httplib::Response& res) {
     serve_post(st, res, [&] {
-      ImageRequest r = parse_image_request(req.body, st.options.defaults);
+      ImageRequest r = parse_image_request(req.body, st.options.defaults, st.limits);
       QueueSlot slot(st);
       with_model(st, [&] {
         const Image im = st.engine->generate_image_from_text(r.prompt, with_cancel(st, r.options));
@@ -255,8 +356,31 @@ Server::Server(const ServeOptions& options) : state_(std::make_unique<State>()) 
   require(o.max_body_mb >= 1 && o.max_body_mb <= 4096, ErrorCode::kInvalidArgument,
           cat("--max-body-mb ", o.max_body_mb, ": must be in [1, 4096]"));
   require(!o.host.empty(), ErrorCode::kInvalidArgument, "--host: empty");
+  require(o.max_tokens >= 1, ErrorCode::kInvalidArgument, cat("--max-tokens ", o.max_tokens, ": must be >= 1"));
+  require(o.defaults.num_words <= o.max_tokens, ErrorCode::kInvalidArgument,
+          cat("-n ", o.defaults.num_words, ": over --max-tokens ", o.max_tokens));
+  require(o.max_prompt_bytes >= 1, ErrorCode::kInvalidArgument,
+          cat("--max-prompt-bytes ", o.max_prompt_bytes, ": must be >= 1"));
+  require(o.max_image_pixels >= 1, ErrorCode::kInvalidArgument,
+          cat("--max-image-pixels ", o.max_image_pixels, ": must be >= 1"));
+  require(o.max_conversations >= 1 && o.max_conversations <= 4096, ErrorCode::kInvalidArgument,
+          cat("--max-conversations ", o.max_conversations, ": must be in [1, 4096]"));
+  require(o.conversation_mb > 0 && o.conversation_mb <= 1 << 24, ErrorCode::kInvalidArgument,
+          cat("--conversation-mb ", o.conversation_mb, ": must be in (0, 16777216]"));
   o.defaults.validate();
   o.engine.validate();
+  st.limits.max_tokens = o.max_tokens;
+  st.limits.max_prompt_bytes = o.max_prompt_bytes;
+  st.limits.max_image_pixels = o.max_image_pixels;
+  if (!o.image_root.empty()) {
+    std::error_code ec;
+    const fs::path root = fs::canonical(o.image_root, ec);
+    require(!ec && fs::is_directory(root), ErrorCode::kNotFound,
+            cat("--image-root ", o.image_root, ": not an existing folder"));
+    st.limits.image_root = root.string();
+  }
+  st.conversations =
+      std::make_unique<Conversations>(o.max_conversations, static_cast<int64_t>(o.conversation_mb * 1024.0 * 1024.0));
 
   std::string templ = (fs::temp_directory_path() / "gill-serve-XXXXXX").string();
   require(::mkdtemp(templ.data()) != nullptr, ErrorCode::kIo, cat("cannot create a scratch folder ", templ));
@@ -268,7 +392,8 @@ Server::Server(const ServeOptions& options) : state_(std::make_unique<State>()) 
   st.http.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
   st.http.set_payload_max_length(static_cast<size_t>(o.max_body_mb) << 20);
   st.http.set_pre_routing_handler([&st](const httplib::Request& req, httplib::Response& res) {
-    if (st.options.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+    if (st.options.api_key.empty() || req.path == "/health" || (req.path == "/" && req.method == "GET"))
+      return httplib::Server::HandlerResponse::Unhandled;
     if (serve_key_matches(req.get_header_value("Authorization"), "Bearer " + st.options.api_key))
       return httplib::Server::HandlerResponse::Unhandled;
     send_error(res, {401, "authentication_error", "invalid_api_key",
@@ -282,7 +407,8 @@ Server::Server(const ServeOptions& options) : state_(std::make_unique<State>()) 
     if (res.status == 404)
       send_error(res, {404, "invalid_request_error", "not_found",
                        cat("no endpoint ", req.method, " ", req.path,
-                           " (GET /health, GET /v1/models, POST /v1/chat/completions, POST /v1/images/generations)")});
+                           " (GET /, GET /health, GET /v1/models, POST /v1/chat/completions, ",
+                           "POST /v1/images/generations, DELETE /v1/conversations/ID)")});
     else if (res.status == 413)
       send_error(res,
                  {413, "invalid_request_error", "body_too_large", "the request body is larger than --max-body-mb"});

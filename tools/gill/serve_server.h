@@ -13,10 +13,16 @@ namespace gill::cli::serve {
 
 struct ServeOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;       // 0: any free port (the chosen one is printed and returned by port())
-  std::string api_key;   // "": no authentication; else every endpoint but /health needs "Bearer KEY"
-  int max_queue = 4;     // requests that may wait while one runs
-  int max_body_mb = 32;  // request bodies above this many MiB get 413
+  int port = 8080;                      // 0: any free port (the chosen one is printed and returned by port())
+  std::string api_key;                  // "": no authentication; else every endpoint but /health needs "Bearer KEY"
+  int max_queue = 4;                    // requests that may wait while one runs
+  int max_body_mb = 32;                 // request bodies above this many MiB get 413
+  std::string image_root;               // local image paths in image_url allowed under it ("" = none)
+  int64_t max_tokens = 1024;            // largest max_tokens of a request
+  int64_t max_prompt_bytes = 64 << 10;  // text bytes of a request's prompt
+  int64_t max_image_pixels = 4096 * 4096;
+  int max_conversations = 8;      // live conversations (conversation_id) kept, least recently used dropped
+  double conversation_mb = 4096;  // MiB of KV cache the live conversations may hold together
   EngineOptions engine;
   GenerateOptions defaults;  // the generation defaults of a request (command-line flags)
 };

@@ -9,7 +9,7 @@ shift || true
 
 PACKAGES=(build-essential cmake ccache pkg-config libtorch-dev libopenblas0-pthread libsentencepiece-dev
   sentencepiece libstb-dev libcli11-dev libspdlog-dev googletest libgtest-dev nlohmann-json3-dev libpcre2-dev libicu-dev
-  libcpp-httplib-dev)
+  libcpp-httplib-dev chromium)  # chromium: the chat page's browser test (tests/e2e_serve_browser.cpp)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
