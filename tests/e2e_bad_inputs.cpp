@@ -6,7 +6,9 @@
 // GILL_BAD_INPUT_CASES=a,b runs only those). Format and conventions: docs/hardening.md.
 //
 // Case fields: name, args, exit, message; optional stdin, setup [ops], absent [paths], no_files_under [folders],
-// skip_if_root (reason). Ops: {"copy", "to"}, {"truncate", "size" | "keep"}, {"write", "text"},
+// skip_if_root (reason), file_permissions (true: as root, the command runs without the capabilities that let
+// root ignore file permissions, CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, so a chmod-ed folder refuses root as
+// it refuses any user; CI runs as root). Ops: {"copy", "to"}, {"truncate", "size" | "keep"}, {"write", "text"},
 // {"remove"}, {"json_set", "key", "value"}, {"chmod", "mode"}, {"mkdir"}. Strings may use {tiny}, {case},
 // {data} (tests/data), {cases} (tests/bad_inputs/data), {repeat:N:TEXT}, and \xHH for a raw byte.
 #include <sys/stat.h>
@@ -125,7 +127,10 @@ Outcome run_case(const json& c, const Env& env) {
   std::vector<std::string> args;
   for (const auto& a : c.at("args")) args.push_back(expand(a.get<std::string>(), env, dir));
   const auto t0 = std::chrono::steady_clock::now();
-  const auto r = gill::test::run_cli(args, expand(c.value("stdin", std::string()), env, dir));
+  std::vector<std::string> wrapper;
+  if (c.value("file_permissions", false) && ::geteuid() == 0)
+    wrapper = {"setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"};  // util-linux
+  const auto r = gill::test::run_cli(args, expand(c.value("stdin", std::string()), env, dir), wrapper);
   o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int want = c.at("exit").get<int>();
   const std::string msg = expand(c.at("message").get<std::string>(), env, dir);

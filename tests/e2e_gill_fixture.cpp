@@ -4,10 +4,12 @@
 // full recomputation (its last step's hidden states cover every fed position).
 #include <fstream>
 
+#include "io/image.h"
 #include "io/safetensors.h"
 #include "models/clip_image_processor.h"
 #include "pipeline/gill_model.h"
 #include "test_support.h"
+#include "util/compute_policy.h"
 #include "util/error.h"
 
 using namespace gill;
@@ -31,6 +33,7 @@ Fixture& fixture() {
     // The native files: pretrained_ckpt.pth.tar, decision_model.pth.tar, cc3m_embeddings_urls.npy (SOURCE.md).
     o.paths.gill = data_dir() / "gill_opt";
     o.load_sd = false;
+    o.compute = util::decide_compute(util::cpu_features(), util::ComputeMode::kFp32);  // parity: fp32 on any CPU
     x.model = pipeline::GILLModel::load(o);
     io::SafetensorsFile imgs(data_dir() / "gill" / "prompt_images.safetensors");
     auto image = [&](const char* name) {
@@ -56,7 +59,9 @@ io::SafetensorsFile& gill_expected() {
   static io::SafetensorsFile f(data_dir() / "gill" / "expected_gill.safetensors");
   return f;
 }
-torch::Tensor E(const std::string& n) { return gill_expected().get(n, torch::kFloat32); }
+torch::Tensor E(const std::string& n) {
+  return gill_expected().get(n, torch::kFloat32);
+}
 
 std::vector<int64_t> ids_of(const torch::Tensor& t) {
   auto c = t.reshape({-1}).to(torch::kInt64).contiguous();
@@ -130,7 +135,7 @@ TEST(GillFixture, ForcedImgWithKvCacheEqualsFullRecomputation) {
   const std::string p = "generate.forced_img.";
   // The reference's last full forward covers the prompt (30) and 18 generated positions.
   auto full = E(p + "last_step_hidden_states")[0];  // [48, 64]
-  ASSERT_EQ(r.blocks.size(), 1u);  // max_num_rets = 1 block processed
+  ASSERT_EQ(r.blocks.size(), 1u);                   // max_num_rets = 1 block processed
   EXPECT_EQ(r.blocks[0].position, 2);
   EXPECT_TRUE(tensors_close(dump.get("gill.img_hidden"), E(p + "raw_emb")[0], 1e-4, 1e-5, p + "raw_emb"));
   EXPECT_TRUE(tensors_close(dump.get("gill.img_hidden"), full.narrow(0, 32, 8), 1e-4, 1e-5, "full recompute"));
@@ -139,8 +144,8 @@ TEST(GillFixture, ForcedImgWithKvCacheEqualsFullRecomputation) {
   EXPECT_NEAR(r.blocks[0].p_gen, 0.42454802989959717, 1e-4);
   EXPECT_NEAR(r.blocks[0].p_ret, 0.5754519701004028, 1e-4);
   EXPECT_TRUE(tensors_close(dump.get("gill.ret_emb"), E(p + "ret_fc_out")[0], 1e-4, 1e-5, "ret_emb"));
-  EXPECT_TRUE(tensors_close(dump.get("gill.ret_scores"), E(p + "retrieval_scores").reshape({-1}), 1e-4, 1e-5,
-                            "ret_scores"));
+  EXPECT_TRUE(
+      tensors_close(dump.get("gill.ret_scores"), E(p + "retrieval_scores").reshape({-1}), 1e-4, 1e-5, "ret_scores"));
   ASSERT_EQ(r.blocks[0].retrieved.size(), 1u);  // max_num_rets honoured (the reference returns 3)
   EXPECT_EQ(r.blocks[0].retrieved[0].index, 5);
   EXPECT_NEAR(r.blocks[0].retrieved[0].score, -2.726483106613159, 1e-4);
@@ -208,14 +213,20 @@ TEST(GillFixture, EmptyPrompt) {
 
 TEST(GillFixture, StableDiffusionSubRunAndRankScore) {
   // The forced_img block with always_generate: the mapper output goes into the fixture SD (PNDM, 5 steps,
-  // guidance 7.5, the reference's recorded initial latents), then the generated image is re-ranked.
+  // guidance 7.5, the reference's recorded initial latents), then the generated image is re-ranked. Every stage
+  // is compared at the module tests' bounds (module_unet / module_vae / module_clip: rtol 1e-4, atol 1e-5):
+  // guided noise and latents after every scheduler step, the VAE input and output, the uint8 image (exactly:
+  // the PNG the reference wrote), the re-ranking pass's pixel values and CLIP pooled output, and the score.
   GILL_REQUIRE_PATH(shared_dir() / "fixtures" / "models" / "runwayml" / "stable-diffusion-tiny");
   auto& f = fixture();
-  auto sd = pipeline::StableDiffusion::load(shared_dir() / "fixtures" / "models" / "runwayml" / "stable-diffusion-tiny");
+  pipeline::SDOptions so;
+  so.compute = util::decide_compute(util::cpu_features(), util::ComputeMode::kFp32);
+  auto sd =
+      pipeline::StableDiffusion::load(shared_dir() / "fixtures" / "models" / "runwayml" / "stable-diffusion-tiny", so);
   const std::string p = "generate.forced_img.";
   io::TensorDump dump;
   pipeline::CachedLM lm(*f.model->lm);
-  auto b = f.model->backbones(lm, nullptr);
+  auto b = f.model->backbones(lm, &dump);  // &dump: clip.* of the re-ranking pass
   b.generate_image = [&](const torch::Tensor& pe, uint64_t) {
     pipeline::SDParams sp;
     sp.prompt_embeds = pe;
@@ -231,13 +242,55 @@ TEST(GillFixture, StableDiffusionSubRunAndRankScore) {
   auto r = pipeline::run_turn(f.model->weights, b, f.prompt, opt, &dump);
   ASSERT_EQ(r.blocks.size(), 1u);
   ASSERT_TRUE(r.blocks[0].generated.has_value());
+  auto report = [](const char* what, const torch::Tensor& a, const torch::Tensor& e) {
+    std::printf("%-28s max |err| %.3g, max rel %.3g\n", what,
+                (a.to(torch::kFloat64) - e.to(torch::kFloat64)).abs().max().item<double>(),
+                ((a.to(torch::kFloat64) - e.to(torch::kFloat64)).abs() / (e.to(torch::kFloat64).abs() + 1e-30))
+                    .max()
+                    .item<double>());
+  };
   auto pe = E(p + "sd.prompt_embeds");  // [uncond, cond]
   EXPECT_TRUE(tensors_close(dump.get("sd.uncond_emb").reshape({77, -1}), pe[0], 1e-4, 1e-5, "SD uncond"));
   EXPECT_TRUE(tensors_close(dump.get("sd.text_emb").reshape({77, -1}), pe[1], 1e-4, 1e-5, "SD cond = gen_emb"));
-  EXPECT_TRUE(tensors_close(dump.get("sd.eps"), E(p + "sd.guided_noise_pred"), 1e-4, 1e-4, "SD guided noise"));
-  EXPECT_TRUE(tensors_close(dump.get("sd.vae_out"), E(p + "sd.vae_out"), 1e-3, 1e-4, "SD VAE decode"));
-  // Re-ranking: cosine of the generated image's retrieval embedding with the block's (-0.30118617 upstream; the
-  // image goes through uint8 as the reference's PIL image does).
+  const auto t = E(p + "sd.unet_t").to(torch::kInt64);
+  EXPECT_TRUE(torch::equal(dump.get("sd.timesteps").to(torch::kInt64), t)) << "timesteps";
+  const torch::Tensor unet_out = dump.get("sd.unet_out"), eps = dump.get("sd.eps"),
+                      steps = dump.get("sd.latents.steps");
+  ASSERT_EQ(eps.size(0), t.size(0));
+  ASSERT_EQ(steps.size(0), t.size(0));
+  for (int64_t i = 0; i < t.size(0); ++i) {
+    const std::string c = " call " + std::to_string(i);
+    report(("unet_out" + c).c_str(), unet_out[i], E(p + "sd.unet_out")[i]);
+    report(("guided noise" + c).c_str(), eps[i], E(p + "sd.guided_noise_pred")[i]);
+    report(("step latents" + c).c_str(), steps[i], E(p + "sd.step_out")[i]);
+    EXPECT_TRUE(tensors_close(unet_out[i], E(p + "sd.unet_out")[i], 1e-4, 1e-5, "SD UNet output" + c));
+    EXPECT_TRUE(tensors_close(eps[i], E(p + "sd.guided_noise_pred")[i], 1e-4, 1e-5, "SD guided noise" + c));
+    EXPECT_TRUE(tensors_close(steps[i], E(p + "sd.step_out")[i], 1e-4, 1e-5, "SD scheduler step" + c));
+  }
+  report("vae_in", dump.get("sd.vae_in"), E(p + "sd.vae_in"));
+  report("vae_out", dump.get("sd.vae_out"), E(p + "sd.vae_out"));
+  // vae_in = final latents / 0.18215 (x5.49): elementwise its atol would be 5.5e-5; compared as module_sd_pipeline
+  // compares the final latents (max |err| / max |e|; there 1e-3), here at 1e-5 (measured 1.05e-6).
+  EXPECT_LT(gill::test::rel_error(dump.get("sd.vae_in"), E(p + "sd.vae_in")), 1e-5) << "SD VAE input";
+  EXPECT_TRUE(tensors_close(dump.get("sd.vae_out"), E(p + "sd.vae_out"), 1e-4, 1e-5, "SD VAE decode"));
+  // The image: the PNG the reference wrote (StableDiffusionPipeline(...).images[0].save), pixel for pixel.
+  const Image ref_png = io::load_image(shared_dir() / "fixtures" / "expected" / "images" / "gill_forced_img_gen0.png");
+  const Image& gen = *r.blocks[0].generated;
+  ASSERT_EQ(gen.width, ref_png.width);
+  ASSERT_EQ(gen.height, ref_png.height);
+  int max_diff = 0;
+  for (size_t i = 0; i < gen.pixels.size(); ++i)
+    max_diff = std::max(max_diff, std::abs(int(gen.pixels[i]) - int(ref_png.pixels[i])));
+  std::printf("generated image: max |gill - reference png| = %d\n", max_diff);
+  EXPECT_EQ(max_diff, 0);
+  // Re-ranking: the generated image resized to 224 (PIL bicubic), CLIP-preprocessed, pooled, projected; the
+  // score is the cosine with the block's retrieval embedding (no logit_scale).
+  report("rank pixel_values", dump.get("clip.pixel_values"), E(p + "gen_rank_pixel_values"));
+  report("rank pooler", dump.get("clip.pooled"), E(p + "gen_rank_pooler"));
+  EXPECT_TRUE(tensors_close(dump.get("clip.pixel_values"), E(p + "gen_rank_pixel_values"), 1e-4, 1e-5, "rank pixels"));
+  EXPECT_TRUE(tensors_close(dump.get("clip.pooled"), E(p + "gen_rank_pooler"), 1e-4, 1e-5, "rank pooler"));
   ASSERT_TRUE(r.blocks[0].has_gen_rank_score);
-  EXPECT_NEAR(r.blocks[0].gen_rank_score, -0.3011861741542816, 2e-3);
+  std::printf("rank score: gill %.9g, reference -0.3011861741542816, |err| %.3g\n", r.blocks[0].gen_rank_score,
+              std::abs(r.blocks[0].gen_rank_score + 0.3011861741542816));
+  EXPECT_NEAR(r.blocks[0].gen_rank_score, -0.3011861741542816, 1e-5);
 }

@@ -24,8 +24,7 @@ StableDiffusion StableDiffusion::load_without_text_encoder(const fs::path& dir, 
 }
 
 StableDiffusion StableDiffusion::from_modules(models::UNet2DConditionModel unet, models::AutoencoderKL vae,
-                                              const schedulers::SchedulerConfig& scheduler,
-                                              const SDOptions& options) {
+                                              const schedulers::SchedulerConfig& scheduler, const SDOptions& options) {
   GILL_CHECK(!unet.is_empty() && !vae.is_empty(), ErrorCode::kInvalidArgument,
              "StableDiffusion::from_modules: a UNet and a VAE are required");
   StableDiffusion sd;
@@ -69,8 +68,12 @@ StableDiffusion StableDiffusion::load_impl(const fs::path& dir, const SDOptions&
 int64_t StableDiffusion::vae_scale_factor() const {
   return int64_t{1} << (static_cast<int64_t>(vae_->config.block_out_channels.size()) - 1);
 }
-int64_t StableDiffusion::default_width() const { return unet_->config.sample_size * vae_scale_factor(); }
-int64_t StableDiffusion::default_height() const { return default_width(); }
+int64_t StableDiffusion::default_width() const {
+  return unet_->config.sample_size * vae_scale_factor();
+}
+int64_t StableDiffusion::default_height() const {
+  return default_width();
+}
 
 torch::Tensor StableDiffusion::encode_prompt(const std::string& prompt) {
   GILL_CHECK(text_encoder_ && tokenizer_, ErrorCode::kInvalidArgument,
@@ -79,7 +82,7 @@ torch::Tensor StableDiffusion::encode_prompt(const std::string& prompt) {
   const int64_t max_len = text_encoder_->config.max_position_embeddings;
   std::vector<int64_t> ids = tokenizer::encode_padded(*tokenizer_, prompt, static_cast<size_t>(max_len));
   auto t = torch::tensor(ids, torch::kInt64).reshape({1, -1}).to(options_.device);  // [1, 77]
-  return text_encoder_->forward(t).to(torch::kFloat32);                               // [1, 77, D]
+  return text_encoder_->forward(t).to(torch::kFloat32);                             // [1, 77, D]
 }
 
 torch::Tensor StableDiffusion::uncond_embeddings(const std::string& negative_prompt, int64_t length) {
@@ -186,7 +189,9 @@ torch::Tensor StableDiffusion::denoise(const SDParams& p, const ProgressCallback
 
 torch::Tensor StableDiffusion::decode_latents(const torch::Tensor& latents, io::TensorDump* dump) {
   torch::InferenceMode guard;
-  torch::Tensor img = vae_->decode(latents.to(options_.device) / vae_->config.scaling_factor);  // [1, 3, H, W]
+  const torch::Tensor z = latents.to(options_.device) / vae_->config.scaling_factor;  // __call__'s division
+  io::dump_tensor(dump, "sd.vae_in", z);
+  torch::Tensor img = vae_->decode(z);  // [1, 3, H, W]
   io::dump_tensor(dump, "sd.vae_out", img);
   // VaeImageProcessor.denormalize in the model's dtype, then .float()
   return (img / 2 + 0.5).clamp(0, 1).to(torch::kCPU, torch::kFloat32);
@@ -210,8 +215,7 @@ Image StableDiffusion::generate(const SDParams& params, const ProgressCallback& 
   torch::Tensor latents = denoise(params, progress, dump);
   torch::Tensor image01 = decode_latents(latents, dump);
   Image im = to_image(image01);
-  if (dump)
-    dump->add("sd.image", torch::from_blob(im.pixels.data(), {im.height, im.width, 3}, torch::kUInt8).clone());
+  if (dump) dump->add("sd.image", torch::from_blob(im.pixels.data(), {im.height, im.width, 3}, torch::kUInt8).clone());
   return im;
 }
 

@@ -12,13 +12,19 @@ namespace gill::test {
 
 namespace fs = std::filesystem;
 
-fs::path source_dir() { return fs::path(GILL_SOURCE_DIR); }
-fs::path data_dir() { return source_dir() / "tests" / "data"; }
+fs::path source_dir() {
+  return fs::path(GILL_SOURCE_DIR);
+}
+fs::path data_dir() {
+  return source_dir() / "tests" / "data";
+}
 fs::path shared_dir() {
   if (const char* e = std::getenv("GILL_SHARED_DIR")) return fs::path(e);
   return fs::weakly_canonical(source_dir() / ".." / "shared");
 }
-fs::path cli_path() { return fs::path(GILL_CLI_PATH); }
+fs::path cli_path() {
+  return fs::path(GILL_CLI_PATH);
+}
 bool shared_required() {
   const char* e = std::getenv("GILL_REQUIRE_SHARED");
   return e && std::string(e) == "1";
@@ -26,8 +32,8 @@ bool shared_required() {
 
 fs::path temp_dir(const std::string& tag) {
   std::random_device rd;
-  fs::path p = fs::temp_directory_path() / ("gill-test-" + tag + "-" + std::to_string(::getpid()) + "-" +
-                                            std::to_string(rd() % 1000000));
+  fs::path p = fs::temp_directory_path() /
+               ("gill-test-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000));
   fs::remove_all(p);
   fs::create_directories(p);
   return p;
@@ -44,8 +50,7 @@ double rel_error(const torch::Tensor& actual, const torch::Tensor& expected) {
 ::testing::AssertionResult tensors_close(const torch::Tensor& actual, const torch::Tensor& expected, double rtol,
                                          double atol, const std::string& what) {
   if (actual.sizes() != expected.sizes())
-    return ::testing::AssertionFailure() << what << ": shape " << actual.sizes() << " vs expected "
-                                         << expected.sizes();
+    return ::testing::AssertionFailure() << what << ": shape " << actual.sizes() << " vs expected " << expected.sizes();
   auto a = actual.detach().to(torch::kCPU, torch::kFloat64).flatten();
   auto e = expected.detach().to(torch::kCPU, torch::kFloat64).flatten();
   if (a.numel() == 0) return ::testing::AssertionSuccess();
@@ -62,9 +67,9 @@ double rel_error(const torch::Tensor& actual, const torch::Tensor& expected) {
   std::ostringstream os;
   os << what << ": worst element at [";
   for (size_t i = 0; i < coord.size(); ++i) os << (i ? "," : "") << coord[i];
-  os << "] actual " << a[worst].item<double>() << " expected " << e[worst].item<double>()
-     << "; max abs err " << diff.max().item<double>() << ", rel err " << rel_error(actual, expected)
-     << " (rtol " << rtol << ", atol " << atol << ")";
+  os << "] actual " << a[worst].item<double>() << " expected " << e[worst].item<double>() << "; max abs err "
+     << diff.max().item<double>() << ", rel err " << rel_error(actual, expected) << " (rtol " << rtol << ", atol "
+     << atol << ")";
   return ::testing::AssertionFailure() << os.str();
 }
 
@@ -77,7 +82,9 @@ std::string error_of(const std::function<void()>& fn) {
   return "no error";
 }
 
-fs::path io_data(const std::string& name) { return data_dir() / "io" / name; }
+fs::path io_data(const std::string& name) {
+  return data_dir() / "io" / name;
+}
 
 std::string bytes(std::initializer_list<int> b) {
   std::string s;
@@ -96,15 +103,20 @@ std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
 static std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
   }
   return out + "'";
 }
 
-CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text) {
+CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text,
+                  const std::vector<std::string>& wrapper) {
   fs::path dir = temp_dir("cli");
-  std::string cmd = shell_quote(cli_path().string());
+  std::string cmd;
+  for (const auto& w : wrapper) cmd += shell_quote(w) + " ";
+  cmd += shell_quote(cli_path().string());
   for (const auto& a : args) cmd += " " + shell_quote(a);
   {
     std::ofstream in(dir / "stdin");

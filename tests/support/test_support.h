@@ -15,10 +15,10 @@
 
 namespace gill::test {
 
-std::filesystem::path source_dir();    // the repository root
-std::filesystem::path data_dir();      // tests/data
-std::filesystem::path shared_dir();    // $GILL_SHARED_DIR or <repo>/../shared (may not exist)
-std::filesystem::path cli_path();      // the built gill binary
+std::filesystem::path source_dir();  // the repository root
+std::filesystem::path data_dir();    // tests/data
+std::filesystem::path shared_dir();  // $GILL_SHARED_DIR or <repo>/../shared (may not exist)
+std::filesystem::path cli_path();    // the built gill binary
 // A fresh, empty temporary folder removed at process exit is NOT guaranteed: tests clean up what they create.
 std::filesystem::path temp_dir(const std::string& tag);
 
@@ -28,14 +28,14 @@ bool shared_required();
 // skips the current test (GTEST_SKIP, reported as skipped by CTest) with the path, or fails it when
 // shared_required(), so a run that has ../shared cannot pass with its parity tests skipped. Use as:
 //   GILL_REQUIRE_PATH(shared_dir() / "fixtures");
-#define GILL_REQUIRE_PATH(p)                                                                                \
-  do {                                                                                                      \
-    if (!std::filesystem::exists(p)) {                                                                      \
-      if (::gill::test::shared_required())                                                                  \
-        FAIL() << "missing " << (p).string() << " while GILL_REQUIRE_SHARED=1 (" << ::gill::test::shared_dir().string() \
-               << " must hold it)";                                                                         \
+#define GILL_REQUIRE_PATH(p)                                                                                  \
+  do {                                                                                                        \
+    if (!std::filesystem::exists(p)) {                                                                        \
+      if (::gill::test::shared_required())                                                                    \
+        FAIL() << "missing " << (p).string() << " while GILL_REQUIRE_SHARED=1 ("                              \
+               << ::gill::test::shared_dir().string() << " must hold it)";                                    \
       GTEST_SKIP() << "missing " << (p).string() << " (skipped; GILL_REQUIRE_SHARED=1 makes this a failure)"; \
-    }                                                                                                       \
+    }                                                                                                         \
   } while (0)
 
 // Compares `actual` with `expected` elementwise: |a-e| <= atol + rtol*|e|. On failure the message names `what`,
@@ -49,8 +49,10 @@ struct CliResult {
   int exit_code = -1;
   std::string out, err;
 };
-// Runs the gill CLI with args (shell-quoted for you), optional stdin text.
-CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text = "");
+// Runs the gill CLI with args (shell-quoted for you), optional stdin text. `wrapper`: a command the binary runs
+// under (e.g. {"setpriv", ..., "--"}), empty for none.
+CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text = "",
+                  const std::vector<std::string>& wrapper = {});
 
 // The message of the gill::Error that fn throws, or "no error".
 std::string error_of(const std::function<void()>& fn);
@@ -65,8 +67,8 @@ void expect_error(Fn&& fn, ErrorCode code, const std::string& message) {
     EXPECT_EQ(std::string(e.what()), message);
   }
 }
-std::filesystem::path io_data(const std::string& name);  // tests/data/io/NAME
-std::string bytes(std::initializer_list<int> b);         // a byte string from small integers
+std::filesystem::path io_data(const std::string& name);                  // tests/data/io/NAME
+std::string bytes(std::initializer_list<int> b);                         // a byte string from small integers
 std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p);  // the non-empty lines of a JSON-lines file
 
 }  // namespace gill::test
