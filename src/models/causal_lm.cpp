@@ -7,6 +7,7 @@
 
 #include "io/tensor_source.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace gill::models {
 
@@ -46,14 +47,7 @@ std::vector<std::string> causal_lm_model_types() {
 
 std::string causal_lm_model_type(const fs::path& dir) {
   const fs::path path = dir / "config.json";
-  std::ifstream in(path);
-  GILL_CHECK(in.good(), ErrorCode::kNotFound, path.string(), ": no such file");
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    detail::fail(ErrorCode::kFormat, str_cat(path.string(), ": invalid JSON: ", e.what()));
-  }
+  const nlohmann::json j = util::read_json_file(path);
   GILL_CHECK(j.is_object(), ErrorCode::kFormat, path.string(), ": expected a JSON object");
   auto it = j.find("model_type");
   GILL_CHECK(it != j.end() && it->is_string(), ErrorCode::kFormat, path.string(),

@@ -79,14 +79,7 @@ OPTConfig OPTConfig::from_json(const nlohmann::json& j) {
 }
 
 OPTConfig OPTConfig::from_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  GILL_CHECK(in.good(), ErrorCode::kNotFound, path.string(), ": no such file");
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    detail::fail(ErrorCode::kFormat, str_cat(path.string(), ": invalid JSON: ", e.what()));
-  }
+  const nlohmann::json j = util::read_json_file(path);
   return detail::with_context(path.string(), [&] { return from_json(j); });
 }
 

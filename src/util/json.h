@@ -4,6 +4,8 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -13,6 +15,19 @@
 #include "util/error.h"
 
 namespace gill::util {
+
+// A model's config.json: kNotFound "PATH: no such file", kFormat "PATH: invalid JSON: ...".
+inline nlohmann::json read_json_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  GILL_CHECK(in.good(), ErrorCode::kNotFound, path.string(), ": no such file");
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    detail::fail(ErrorCode::kFormat, detail::str_cat(path.string(), ": invalid JSON: ", e.what()));
+  }
+  return j;
+}
 
 namespace json_detail {
 template <typename T>
