@@ -75,3 +75,35 @@ TEST(GillWeights, ResolvesTheFixtureRoot) {
   in.lm = "/nonexistent/lm";
   EXPECT_EQ(error_of([&] { pipeline::resolve_weight_paths(in); }), "/nonexistent/lm: LLM folder not found");
 }
+
+// bf16 storage: the heads follow the engine's compute policy. Under the fp32 policy (the default) they take fp32
+// inputs and widen their bf16 weights (the retrieval matrix is fp32 too); under the bf16 policy everything is
+// bf16, as the reference runs them. Both stay within bf16 rounding of the fp32 reference mapper output.
+TEST(GillWeights, HeadsFollowTheComputePolicyOnBf16Storage) {
+  torch::NoGradGuard ng;
+  auto dir = make_gill_dir("gill_w_policy");
+  io::SafetensorsFile expected(data_dir() / "gill" / "expected_gill.safetensors");
+  const auto h = expected.get("mapper.hidden_states", torch::kFloat32);
+  const auto e = expected.get("mapper.img_token_embeddings", torch::kFloat32);
+  const auto want = expected.get("mapper.gen_out", torch::kFloat32);
+  const auto rel_err = [&](const torch::Tensor& got) {
+    return (got.to(torch::kFloat32) - want).abs().max().item<double>() / want.abs().max().item<double>();
+  };
+  for (const bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "bf16 policy" : "fp32 policy");
+    util::ComputePolicy policy;
+    policy.bf16 = bf16;
+    auto w = pipeline::load_gill_weights(dir, gill_weights_args(dir), {}, torch::kBFloat16, torch::kCPU, policy);
+    const auto dt = bf16 ? torch::kBFloat16 : torch::kFloat32;
+    EXPECT_EQ(w.compute_dtype, dt);
+    EXPECT_EQ(w.heads->logit_scale.scalar_type(), torch::kBFloat16);  // storage stays bf16
+    EXPECT_EQ(w.retrieval_matrix.scalar_type(), dt);
+    const auto out = w.heads->mapper(h.to(dt), e.to(dt));
+    EXPECT_EQ(out.scalar_type(), dt);
+    // Measured: 6e-3 (fp32 arithmetic on bf16 weights), 1.6e-2 (bf16 arithmetic).
+    EXPECT_LT(rel_err(out), bf16 ? 5e-2 : 2e-2);
+    const auto logits = w.decision(h.select(1, 0).to(dt));
+    EXPECT_EQ(logits.scalar_type(), dt);
+  }
+  fs::remove_all(dir);
+}

@@ -17,7 +17,7 @@ torch::Tensor clip_attention_linear(const torch::Tensor& x, const LinearImpl& l,
 }
 
 torch::Tensor clip_attention_matmul(const torch::Tensor& a, const torch::Tensor& b, bool gemm_fp32) {
-  if (!gemm_fp32) return torch::matmul(a, b);
+  if (!gemm_fp32) return ops::matmul(a, b);
   return torch::matmul(a.to(torch::kFloat32), b.to(torch::kFloat32)).to(a.scalar_type());
 }
 

@@ -111,7 +111,7 @@ torch::Tensor CLIPVisionEmbeddingsImpl::forward(const torch::Tensor& pixel_value
     patches = torch::conv2d(pixel_values.to(torch::kFloat32), w.to(torch::kFloat32), {}, {stride, stride})
                   .to(w.scalar_type());
   } else {
-    patches = torch::conv2d(pixel_values, w, {}, {stride, stride});
+    patches = ops::conv2d(pixel_values, w, {}, stride, 0);
   }                                                        // [B, D, g, g]
   patches = patches.flatten(2).transpose(1, 2);            // [B, P, D]
   const int64_t B = patches.size(0);

@@ -19,8 +19,8 @@ MultiheadAttentionImpl::MultiheadAttentionImpl(int64_t dim_, int64_t n_heads_, c
 
 torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& q_in, const torch::Tensor& kv_in) {
   const int64_t B = q_in.size(0), Tq = q_in.size(1), Tk = kv_in.size(1), hd = dim / n_heads;
-  auto w = in_proj_weight.chunk(3, 0);
-  auto b = in_proj_bias.chunk(3, 0);
+  auto w = ops::as_compute(in_proj_weight, q_in).chunk(3, 0);
+  auto b = ops::as_compute(in_proj_bias, q_in).chunk(3, 0);
   auto q = torch::nn::functional::linear(q_in, w[0], b[0]);   // [B, Tq, E]
   auto k = torch::nn::functional::linear(kv_in, w[1], b[1]);  // [B, Tk, E]
   auto v = torch::nn::functional::linear(kv_in, w[2], b[2]);
@@ -29,8 +29,8 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& q_in, const t
   v = v.view({B, Tk, n_heads, hd}).transpose(1, 2);
   // torch 1.13 _scaled_dot_product_attention: q / sqrt(head_dim), then q k^T, softmax, @ v.
   q = q / std::sqrt(static_cast<double>(hd));
-  auto attn = torch::softmax(torch::matmul(q, k.transpose(-2, -1)), -1);  // [B, H, Tq, Tk]
-  auto o = torch::matmul(attn, v).transpose(1, 2).reshape({B, Tq, dim});  // [B, Tq, E]
+  auto attn = torch::softmax(ops::matmul(q, k.transpose(-2, -1)), -1);  // [B, H, Tq, Tk]
+  auto o = ops::matmul(attn, v).transpose(1, 2).reshape({B, Tq, dim});  // [B, Tq, E]
   return out_proj(o);
 }
 
@@ -107,7 +107,7 @@ GILLMapperImpl::GILLMapperImpl(const GILLDims& d, const ModuleOptions& opt) {
 
 torch::Tensor GILLMapperImpl::forward(const torch::Tensor& hidden, const torch::Tensor& img_embs) {
   auto x = fc(hidden + img_embs);                   // [B, 8, M]
-  auto q = query_embs.expand({x.size(0), -1, -1});  // [B, Q, M]
+  auto q = ops::as_compute(query_embs, x).expand({x.size(0), -1, -1});  // [B, Q, M]
   return model(tfm(x, q));                          // [B, Q, gen_emb_dim]
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fstream>
 
+#include "util/cpu.h"
 #include "util/error.h"
 
 namespace gill::models {
@@ -27,7 +28,10 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias, const ModuleOptio
   if (has_bias) bias = register_parameter("bias", torch::empty({out}, opt.tensor()), false);
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::nn::functional::linear(x, weight, bias); }
+// In x's dtype: bf16-stored weights widen to fp32 activations (the fp32 compute policy); same dtype: no copy.
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  return torch::nn::functional::linear(x, ops::as_compute(weight, x), ops::as_compute(bias, x));
+}
 
 LayerNormImpl::LayerNormImpl(int64_t d, double e, bool affine, const ModuleOptions& opt) : dim(d), eps(e) {
   if (affine) {
@@ -36,7 +40,9 @@ LayerNormImpl::LayerNormImpl(int64_t d, double e, bool affine, const ModuleOptio
   }
 }
 
-torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) { return torch::layer_norm(x, {dim}, weight, bias, eps); }
+torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
+  return torch::layer_norm(x, {dim}, ops::as_compute(weight, x), ops::as_compute(bias, x), eps);
+}
 
 EmbeddingImpl::EmbeddingImpl(int64_t n_rows, int64_t d, const ModuleOptions& opt) {
   weight = register_parameter("weight", torch::empty({n_rows, d}, opt.tensor()), false);
@@ -51,9 +57,7 @@ Conv2dImpl::Conv2dImpl(int64_t in_ch, int64_t out_ch, int64_t k, int64_t s, int6
   if (has_bias) bias = register_parameter("bias", torch::empty({out_ch}, opt.tensor()), false);
 }
 
-torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
-  return torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
-}
+torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) { return ops::conv2d(x, weight, bias, stride, padding); }
 
 GroupNormImpl::GroupNormImpl(int64_t g, int64_t channels, double e, const ModuleOptions& opt) : groups(g), eps(e) {
   weight = register_parameter("weight", torch::empty({channels}, opt.tensor()), false);
@@ -101,13 +105,30 @@ std::filesystem::path find_weights(const std::filesystem::path& dir, const std::
   detail::fail(ErrorCode::kNotFound, str_cat("no weights in ", dir.string(), " (looked for ", tried, ")"));
 }
 
+bool bf16_gemm_in_fp32(const torch::Tensor& x) {
+  return x.scalar_type() == torch::kBFloat16 && x.is_cpu() && !util::cpu_features().avx512_core();
+}
+
+torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b) {
+  if (!bf16_gemm_in_fp32(a)) return torch::matmul(a, b);
+  return torch::matmul(a.to(torch::kFloat32), b.to(torch::kFloat32)).to(a.scalar_type());
+}
+
+torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, int64_t stride,
+                     int64_t padding) {
+  if (!bf16_gemm_in_fp32(x)) return torch::conv2d(x, w, b, {stride, stride}, {padding, padding});
+  const auto b32 = b.defined() ? b.to(torch::kFloat32) : b;
+  return torch::conv2d(x.to(torch::kFloat32), w.to(torch::kFloat32), b32, {stride, stride}, {padding, padding})
+      .to(x.scalar_type())
+      .contiguous(x.suggest_memory_format());
+}
+
 torch::Tensor linear(const Linear& m, const torch::Tensor& x) {
   return torch::nn::functional::linear(x, as_compute(m->weight, x), as_compute(m->bias, x));
 }
 
 torch::Tensor conv(const Conv2d& m, const torch::Tensor& x) {
-  return torch::conv2d(x, as_compute(m->weight, x), as_compute(m->bias, x), {m->stride, m->stride},
-                       {m->padding, m->padding});
+  return conv2d(x, as_compute(m->weight, x), as_compute(m->bias, x), m->stride, m->padding);
 }
 
 torch::Tensor group_norm(const GroupNorm& m, const torch::Tensor& x) {
@@ -139,6 +160,7 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   };
   auto qb = to_batch(q), kt = to_batch(k).transpose(1, 2), vb = to_batch(v);  // kt: [B*H, d, M]
   const int64_t BH = B * heads;
+  const bool fp32_gemm = bf16_gemm_in_fp32(q);
   constexpr int64_t kScoreBudget = int64_t(16) << 20;  // elements of one score chunk (64 MB in fp32)
   const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(N, kScoreBudget / std::max<int64_t>(1, BH * M)));
   auto out = torch::empty({BH, N, d}, q.options());
@@ -147,13 +169,19 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
     const int64_t n = std::min(rows, N - r0);
     auto qc = qb.narrow(1, r0, n);
     if (!scores.defined() || scores.size(1) != n) scores = torch::empty({BH, n, M}, q.options());
-    torch::baddbmm_out(scores, scores, qc, kt, /*beta=*/0.0, /*alpha=*/scale);  // [BH, n, M]
+    if (fp32_gemm) {
+      scores.copy_(torch::bmm(qc.to(torch::kFloat32), kt.to(torch::kFloat32)).mul_(scale));
+    } else {
+      torch::baddbmm_out(scores, scores, qc, kt, /*beta=*/0.0, /*alpha=*/scale);  // [BH, n, M]
+    }
     if (upcast_softmax && scores.scalar_type() != torch::kFloat32) {
       probs = torch::softmax(scores.to(torch::kFloat32), -1).to(scores.scalar_type());
     } else {
       probs = torch::softmax(scores, -1);
     }
-    if (n == N) {
+    if (fp32_gemm) {
+      out.narrow(1, r0, n).copy_(torch::bmm(probs.to(torch::kFloat32), vb.to(torch::kFloat32)));
+    } else if (n == N) {
       torch::bmm_out(out, probs, vb);
     } else {
       out.narrow(1, r0, n).copy_(torch::bmm(probs, vb));

@@ -98,6 +98,17 @@ namespace ops {
 nlohmann::json read_config(const std::filesystem::path& path);
 // The file holding a diffusers/transformers component's weights in `dir` (kNotFound listing what was tried).
 std::filesystem::path find_weights(const std::filesystem::path& dir, const std::vector<std::string>& names);
+// Whether a bf16 GEMM on `x` must run on fp32 copies of its operands (the one place this is decided). libtorch 1.13
+// hands bf16 matmul/bmm/baddbmm/conv to oneDNN (bf16 inputs, fp32 accumulation, bf16 result) only on CPUs with
+// AVX-512 (F/BW/VL/DQ); elsewhere its own fallback kernels accumulate in bf16 (measured on an AVX2-only AMD EPYC:
+// matmul/bmm 8% max error at K = 1024 and 12% at K = 4096; a 3x3 conv over 8 channels 1.7%). There the GEMM is
+// done in fp32 and rounded once to bf16: the same contract as oneDNN's, so the bf16 policy means the same numbers
+// on every CPU. (Linear is not affected: libtorch's transposed-weight path accumulates in fp32.)
+bool bf16_gemm_in_fp32(const torch::Tensor& x);
+// torch::matmul / torch::conv2d with that rule.
+torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b);
+torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, int64_t stride,
+                     int64_t padding);
 // `w` converted to x's dtype when they differ (undefined stays undefined).
 inline torch::Tensor as_compute(const torch::Tensor& w, const torch::Tensor& x) {
   return (!w.defined() || w.scalar_type() == x.scalar_type()) ? w : w.to(x.scalar_type());

@@ -244,11 +244,11 @@ torch::Tensor OPTForCausalLMImpl::attention(OPTAttentionImpl& a, const torch::Te
   auto k = heads(linear(h, a.k_proj));
   auto v = heads(linear(h, a.v_proj));
   if (cache) std::tie(k, v) = cache->append(layer, k, v);  // [B, H, S, hd]
-  auto w = torch::matmul(q, k.transpose(-1, -2));           // [B, H, T, S]
+  auto w = ops::matmul(q, k.transpose(-1, -2));           // [B, H, T, S]
   if (mask.defined()) w = torch::clamp_min(w + mask, lowest_of(w.scalar_type()));
   auto p = w.scalar_type() == torch::kFloat16 ? torch::softmax(w, -1, torch::kFloat32).to(torch::kFloat16)
                                               : torch::softmax(w, -1);
-  auto o = torch::matmul(p, v).transpose(1, 2).reshape({B, T, a.n_heads * a.head_dim});  // [B, T, D]
+  auto o = ops::matmul(p, v).transpose(1, 2).reshape({B, T, a.n_heads * a.head_dim});  // [B, T, D]
   return linear(o, a.out_proj);
 }
 

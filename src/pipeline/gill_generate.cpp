@@ -40,7 +40,7 @@ torch::Tensor assemble_prompt(GILLWeights& w, Backbones& b, const std::vector<Pr
       GILL_CHECK(!item.image.empty(), ErrorCode::kInvalidArgument, "empty image in the prompt",
                  item.image_path.empty() ? std::string() : " (" + item.image_path + ")");
       auto pooled = b.clip_pooled(item.image);                                     // [1, C]
-      auto v = w.heads->visual_embs(pooled.to(w.heads->logit_scale.scalar_type()));  // [1, 4, D]
+      auto v = w.heads->visual_embs(pooled.to(w.compute_dtype));  // [1, 4, D]
       visual.push_back(v);
       parts.push_back(v);
       if (labels) labels->insert(labels->end(), v.size(1), kIgnoreLabel);
@@ -66,8 +66,9 @@ BlockResult process_block(GILLWeights& w, Backbones& b, const ImgBlock& block, c
   BlockResult r;
   r.position = block.position;
   r.caption = block.caption;
-  // The heads run in their storage dtype (bf16 with --dtype bf16); the LM hands out fp32 hidden states.
-  auto hidden = block.hidden.unsqueeze(0).to(w.heads->logit_scale.scalar_type());  // [1, 8, D]
+  // The heads compute in w.compute_dtype (the engine's policy: bf16 under the bf16 policy, as the reference runs
+  // them; fp32 arithmetic on bf16 storage under the fp32 policy).
+  auto hidden = block.hidden.unsqueeze(0).to(w.compute_dtype);  // [1, 8, D]
   dump_block(dump, "gill.img_hidden", k, block.hidden);
 
   // Decision: the final hidden state at [IMG0], no projection (gill-spec §8.3). Class 0 generate, 1 retrieve.
@@ -114,7 +115,7 @@ BlockResult process_block(GILLWeights& w, Backbones& b, const ImgBlock& block, c
     if (ret_emb.defined() && b.clip_pooled && r.generated && !r.generated->empty()) {
       // Re-ranking score: plain cosine, no logit_scale (gill-spec §8.4).
       auto pooled = b.clip_pooled(models::pil_resize_bicubic(*r.generated, 224, 224));  // [1, C]
-      auto v = w.heads->visual_retrieval(pooled.to(w.heads->logit_scale.scalar_type())).reshape({1, -1});
+      auto v = w.heads->visual_retrieval(pooled.to(w.compute_dtype)).reshape({1, -1});
       dump_block(dump, "gill.gen_rank_emb", k, v);
       r.gen_rank_score = (l2_normalize(v.to(torch::kFloat32)) * l2_normalize(ret_emb.to(torch::kFloat32)).reshape({1, -1}))
                              .sum()

@@ -22,7 +22,7 @@ RetrievalIndex build_index(const IndexBuildOptions& options, const std::vector<f
 
   // Only the GILL folder and CLIP are needed (not the LLM or Stable Diffusion).
   const ResolvedPaths paths = resolve_weight_paths(options.paths, /*need_sd=*/false, /*need_lm=*/false);
-  GILLWeights w = load_gill_weights(paths.gill, paths.args, /*index_path=*/"", options.dtype);
+  GILLWeights w = load_gill_weights(paths.gill, paths.args, /*index_path=*/"", options.dtype, torch::kCPU, options.compute);
   auto clip = models::load_clip_vision(paths.clip, models::ModuleOptions{options.dtype, torch::kCPU, options.compute});
   GILL_CHECK(clip->config().hidden_size == w.dims.clip_hidden, ErrorCode::kShapeMismatch, paths.clip.string(),
              ": CLIP's width ", clip->config().hidden_size, " differs from the GILL checkpoint's ", w.dims.clip_hidden);
@@ -33,7 +33,7 @@ RetrievalIndex build_index(const IndexBuildOptions& options, const std::vector<f
   const fs::path base = fs::weakly_canonical(fs::absolute(out_dir));
   for (size_t k = 0; k < decoded.size(); ++k) {
     auto pooled = models::clip_embed_images(clip, pre, {decoded[k]});  // [1, C]
-    auto emb = w.heads->visual_retrieval(pooled.to(w.heads->logit_scale.scalar_type())).reshape({-1});
+    auto emb = w.heads->visual_retrieval(pooled.to(w.compute_dtype)).reshape({-1});
     rows.push_back(emb.to(torch::kFloat32));
     const fs::path abs = fs::weakly_canonical(fs::absolute(images[k]));
     const fs::path rel = abs.lexically_relative(base);

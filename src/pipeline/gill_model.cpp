@@ -41,7 +41,7 @@ std::unique_ptr<GILLModel> GILLModel::load(const GILLModelOptions& options) {
   auto m = std::make_unique<GILLModel>();
   m->paths = options.resolved ? *options.resolved : resolve_weight_paths(options.paths, options.load_sd);
   const auto& args = m->paths.args;
-  m->weights = load_gill_weights(m->paths.gill, args, m->paths.index, options.dtype);
+  m->weights = load_gill_weights(m->paths.gill, args, m->paths.index, options.dtype, torch::kCPU, options.compute);
   const auto& dims = m->weights.dims;
 
   // Tokenizer: OPT's, plus <|image|> and [IMG0..7]; their ids must be model_args.json's.

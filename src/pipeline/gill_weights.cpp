@@ -70,7 +70,7 @@ ResolvedPaths resolve_weight_paths(const WeightPaths& in, bool need_sd, bool nee
 }
 
 GILLWeights load_gill_weights(const fs::path& gill_dir, const models::GILLArgs& args, const fs::path& index_path,
-                              torch::Dtype dtype, const torch::Device& device) {
+                              torch::Dtype dtype, const torch::Device& device, const util::ComputePolicy& compute) {
   torch::NoGradGuard no_grad;
   GILLWeights w;
   w.args = args;
@@ -79,7 +79,8 @@ GILLWeights load_gill_weights(const fs::path& gill_dir, const models::GILLArgs& 
     auto src = io::open_tensors(ckpt);
     const auto prefix = models::find_gill_prefix(*src);
     w.dims = models::GILLDims::from_checkpoint(*src, prefix, w.args);
-    models::ModuleOptions opt{dtype, device};
+    const models::ModuleOptions opt{dtype, device, compute};
+    w.compute_dtype = models::compute_dtype(opt);
     w.heads = models::GILLHeads(w.dims, opt);
     io::load_module(*w.heads, *src, models::gill_heads_load_spec(), dtype, device);
     w.heads->eval();
@@ -90,7 +91,7 @@ GILLWeights load_gill_weights(const fs::path& gill_dir, const models::GILLArgs& 
   if (!dec.empty()) {
     detail::with_context(str_cat("loading the decision model from ", dec.string()), [&] {
       auto src = io::open_tensors(dec);
-      w.decision = models::DecisionHead(w.dims.lm_hidden, models::ModuleOptions{dtype, device});
+      w.decision = models::DecisionHead(w.dims.lm_hidden, models::ModuleOptions{dtype, device, compute});
       io::load_module(*w.decision, *src, models::decision_load_spec(), dtype, device);
       w.decision->eval();
       return 0;
@@ -101,7 +102,7 @@ GILLWeights load_gill_weights(const fs::path& gill_dir, const models::GILLArgs& 
     GILL_CHECK(w.index.embeddings.size(1) == w.dims.ret_emb_dim, ErrorCode::kShapeMismatch, w.index.source,
                ": retrieval embeddings are ", w.index.embeddings.size(1), " wide but the GILL checkpoint's ",
                "retrieval space is ", w.dims.ret_emb_dim);
-    w.retrieval_matrix = retrieval_matrix(w.index.embeddings.to(device), w.heads->logit_scale, dtype);
+    w.retrieval_matrix = retrieval_matrix(w.index.embeddings.to(device), w.heads->logit_scale, w.compute_dtype);
   }
   return w;
 }

@@ -45,6 +45,9 @@ struct GILLWeights {
   torch::Tensor img_rows;                  // [num_tokens, D] trained [IMG0..7] input embeddings
   RetrievalIndex index;                    // empty when none was found
   torch::Tensor retrieval_matrix;          // [N, R] normalised x exp(logit_scale); undefined when no index
+  // The dtype the heads, the decision head and the retrieval scores compute in (models::compute_dtype of the
+  // storage dtype and the engine's compute policy): inputs are converted to it, bf16-stored weights widen to it.
+  torch::Dtype compute_dtype = torch::kFloat32;
 };
 
 // Loads everything from the GILL folder (and `index_path` when given) in `dtype`, with the folder's
@@ -52,6 +55,7 @@ struct GILLWeights {
 // model_args.json implies, no unexplained extra key.
 GILLWeights load_gill_weights(const std::filesystem::path& gill_dir, const models::GILLArgs& args,
                               const std::filesystem::path& index_path, torch::Dtype dtype,
-                              const torch::Device& device = torch::kCPU);
+                              const torch::Device& device = torch::kCPU,
+                              const util::ComputePolicy& compute = util::ComputePolicy{});
 
 }  // namespace gill::pipeline
