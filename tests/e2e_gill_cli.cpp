@@ -8,6 +8,8 @@
 
 #include "io/atomic_file.h"
 #include "io/image.h"
+#include "io/npy.h"
+#include "pipeline/retrieval.h"
 #include "result_schema.h"
 #include "test_support.h"
 #include "tiny/tiny.h"
@@ -235,6 +237,34 @@ TEST_F(GillCli, BatchOnTheTinyKitWithOneLoad) {
   const std::string before = io::read_file(out / "results.jsonl");
   r = run_cli({"-q", "batch", (bdir / "in.jsonl").string(), "-o", out.string(), "-m", root().string()});
   EXPECT_EQ(io::read_file(out / "results.jsonl"), before);
+}
+
+}  // namespace
+
+namespace {
+
+// `gill index` over the fixture's six retrieval images with the fixture CLIP and GILL checkpoint gives the
+// embeddings the reference's extract_img_embs.py wrote (cc3m_embeddings_urls.npy, fixtures README), row by row
+// in the same order, at the fp32 parity bound.
+TEST(GillIndexFixture, EqualsTheReferenceEmbeddings) {
+  const fs::path models = gill::test::shared_dir() / "fixtures" / "models";
+  const fs::path ref_file = models / "checkpoints" / "gill_opt" / "cc3m_embeddings_urls.npy";
+  GILL_REQUIRE_PATH(ref_file);
+  const auto ref = io::load_retrieval_embeddings(ref_file);
+  std::vector<std::string> args = {"index", "-m", models.string(), "--compute", "fp32"};
+  for (const auto& url : ref.paths)  // http://cc3m.invalid/retrieval_images/00000K.png
+    args.push_back((models / "retrieval_images" / fs::path(url).filename()).string());
+  const fs::path out = gill::test::temp_dir("gill_index_fixture");
+  fs::remove_all(out);
+  args.insert(args.end(), {"-o", out.string()});
+  const auto r = run_cli(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto mine = pipeline::read_index(out);
+  ASSERT_EQ(mine.size(), static_cast<int64_t>(ref.paths.size()));
+  for (size_t k = 0; k < ref.paths.size(); ++k)
+    EXPECT_EQ(fs::path(mine.paths[k]).filename(), fs::path(ref.paths[k]).filename());
+  EXPECT_TRUE(gill::test::tensors_close(mine.embeddings, ref.embeddings, 0.0, 1e-5, "index embeddings"));
+  fs::remove_all(out);
 }
 
 }  // namespace

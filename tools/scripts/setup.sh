@@ -21,10 +21,18 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-# Optional: python3-torch lets a test confirm that Python's torch.load reads the .pth.tar files we write.
-if [ "${GILL_WITH_PYTHON_TORCH:-0}" = 1 ] && ! dpkg-query -W -f='${Status}' python3-torch 2>/dev/null | grep -q "ok installed"; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch >/dev/null
+# Optional: python3-torch lets a test confirm that Python's torch.load reads the .pth.tar files we write
+# (e2e MakeTiny), python3-pil that Pillow reads the PNG text chunks we write (unit Image); without them those
+# checks are reported as skipped.
+if [ "${GILL_WITH_PYTHON_TORCH:-0}" = 1 ]; then
+  py_missing=()
+  for p in python3-torch python3-pil; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || py_missing+=("$p")
+  done
+  if ((${#py_missing[@]})); then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${py_missing[@]}" >/dev/null
+  fi
 fi
 
 JOBS="${GILL_JOBS:-$(nproc)}"

@@ -94,9 +94,10 @@ def png16_rgb(path, arr):
     data += chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b'')
     open(path, 'wb').write(data)
 png16_rgb('img_rgb16.png', rng.randint(0, 65536, (3, 5, 3)).astype(np.uint16))
-for f in sorted(os.listdir('.')):
-    if f.startswith('img_') and not f.endswith('.npy'):
-        np.save(f + '.pil.npy', np.asarray(Image.open(f).convert('RGB')))
+# retrieval_000000.png is a copy of the fixture's retrieval image (SOURCE.md), decoded the same way. The list is
+# explicit so a rerun in this folder does not try to decode the corrupt images written below.
+for f in ['img_' + n for n in imgs] + ['img_gray16.png', 'img_rgb16.png', 'retrieval_000000.png']:
+    np.save(f + '.pil.npy', np.asarray(Image.open(f).convert('RGB')))
 # Corrupt and truncated images.
 open('img_corrupt.png', 'wb').write(b'\x89PNG\r\n\x1a\n' + b'garbage' * 10)
 open('img_truncated.jpg', 'wb').write(open('img_rgb.jpg', 'rb').read()[:120])
