@@ -64,15 +64,7 @@ GILLArgs GILLArgs::from_json(const nlohmann::json& j, const std::string& where) 
 }
 
 GILLArgs GILLArgs::from_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  GILL_CHECK(in.good(), ErrorCode::kNotFound, path.string(), ": file not found");
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    detail::fail(ErrorCode::kFormat, str_cat(path.string(), ": invalid JSON: ", e.what()));
-  }
-  return from_json(j, path.string());
+  return from_json(util::read_json_file(path, str_cat(path.string(), ": file not found")), path.string());
 }
 
 nlohmann::json GILLArgs::to_json() const {

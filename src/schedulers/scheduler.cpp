@@ -169,16 +169,8 @@ SchedulerConfig SchedulerConfig::from_json(const nlohmann::json& j) {
 SchedulerConfig SchedulerConfig::from_file(const std::filesystem::path& path) {
   std::filesystem::path file = path;
   if (std::filesystem::is_directory(file)) file /= "scheduler_config.json";
-  return detail::with_context(str_cat("reading ", file.string()), [&] {
-    const std::string text = io::read_file(file);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(quote_python_constants(text));
-    } catch (const nlohmann::json::exception& e) {
-      detail::fail(ErrorCode::kFormat, str_cat("invalid JSON: ", e.what()));
-    }
-    return from_json(j);
-  });
+  const nlohmann::json j = util::parse_json_text(quote_python_constants(io::read_file(file)), file.string());
+  return detail::with_context(str_cat("reading ", file.string()), [&] { return from_json(j); });
 }
 
 void BetaScheduleConfig::read(const SchedulerConfig& c) {

@@ -7,6 +7,7 @@
 
 #include "tokenizer/unicode.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace gill::tokenizer {
 
@@ -78,11 +79,7 @@ size_t Regex::match_at(std::string_view text, size_t start, void* mdv, size_t* m
 namespace {
 
 nlohmann::json read_json(const fs::path& p) {
-  try {
-    return nlohmann::json::parse(read_text_file(p));
-  } catch (const nlohmann::json::exception& e) {
-    detail::fail(ErrorCode::kFormat, detail::str_cat(p.string(), ": invalid JSON: ", e.what()));
-  }
+  return util::parse_json_text(read_text_file(p), p.string());  // read_text_file's kNotFound names the file
 }
 
 // A special-token value: a str, or an AddedToken dict ({"content", "lstrip", "rstrip", ...}).

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <type_traits>
@@ -16,17 +17,24 @@
 
 namespace gill::util {
 
-// A model's config.json: kNotFound "PATH: no such file", kFormat "PATH: invalid JSON: ...".
-inline nlohmann::json read_json_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  GILL_CHECK(in.good(), ErrorCode::kNotFound, path.string(), ": no such file");
-  nlohmann::json j;
+// Text as JSON: kFormat "WHERE: invalid JSON: ..." (nlohmann's message).
+inline nlohmann::json parse_json_text(const std::string& text, const std::string& where) {
   try {
-    in >> j;
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    detail::fail(ErrorCode::kFormat, detail::str_cat(path.string(), ": invalid JSON: ", e.what()));
+    detail::fail(ErrorCode::kFormat, detail::str_cat(where, ": invalid JSON: ", e.what()));
   }
-  return j;
+}
+
+// The one reader of a JSON file (configs, model_args.json, tokenizer files): kNotFound `missing` when it cannot
+// be opened (default "PATH: no such file"), kFormat "PATH: invalid JSON: ...".
+inline nlohmann::json read_json_file(const std::filesystem::path& path, const std::string& missing = "") {
+  std::ifstream in(path, std::ios::binary);
+  if (!in.good())
+    detail::fail(ErrorCode::kNotFound, missing.empty() ? detail::str_cat(path.string(), ": no such file") : missing);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_json_text(text.str(), path.string());
 }
 
 namespace json_detail {
