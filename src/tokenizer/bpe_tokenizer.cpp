@@ -82,16 +82,20 @@ nlohmann::json read_json(const fs::path& p) {
   return util::parse_json_text(read_text_file(p), p.string());  // read_text_file's kNotFound names the file
 }
 
+// `FILE: added token 'X': 'KEY' must be true or false, got VALUE` (pinned by the bad-input cases).
+std::string token_flag_message(const util::FieldError& e) {
+  return detail::str_cat(e.where, ": '", e.key, "' must be ", e.kind, ", got ", e.value ? e.value->dump() : "");
+}
+
 // A special-token value: a str, or an AddedToken dict ({"content", "lstrip", "rstrip", ...}).
 std::optional<AddedToken> parse_token(const nlohmann::json& v, const fs::path& file) {
   AddedToken t;
   // json::value() would throw nlohmann's type_error for a non-boolean flag: name the file instead.
   auto flag = [&](const char* key) {
-    auto it = v.find(key);
-    if (it == v.end() || it->is_null()) return false;
-    GILL_CHECK(it->is_boolean(), ErrorCode::kFormat, file.string(), ": added token '", t.content, "': '", key,
-               "' must be true or false, got ", it->dump());
-    return it->get<bool>();
+    bool out = false;
+    util::read_field(v, key, out, detail::str_cat(file.string(), ": added token '", t.content, "'"),
+                     token_flag_message);
+    return out;
   };
   if (v.is_string()) {
     t.content = v.get<std::string>();
