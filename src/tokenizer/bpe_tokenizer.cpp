@@ -223,6 +223,18 @@ void BpeTokenizerBase::init(const std::vector<std::pair<std::string, int64_t>>& 
     no_split_.add(t);
   }
   // Special tokens: known ones become no-split (sanitize_special_tokens), missing ones are added.
+  auto add_special = [&](AddedToken tok) {
+    auto it = tok_to_id_.find(tok.content);
+    if (it == tok_to_id_.end()) {
+      tok.id = static_cast<int64_t>(id_to_tok_.size());
+      id_to_tok_.push_back(tok.content);
+      tok_to_id_[tok.content] = tok.id;
+    } else {
+      tok.id = it->second;
+    }
+    no_split_.add(tok);
+    special_.insert(tok.id);
+  };
   for (const auto& [role, content] : defaults) {
     const AddedToken* t = config.role(role);
     AddedToken tok;
@@ -231,32 +243,12 @@ void BpeTokenizerBase::init(const std::vector<std::pair<std::string, int64_t>>& 
     } else {
       tok.content = content;
     }
-    auto it = tok_to_id_.find(tok.content);
-    if (it == tok_to_id_.end()) {
-      tok.id = static_cast<int64_t>(id_to_tok_.size());
-      id_to_tok_.push_back(tok.content);
-      tok_to_id_[tok.content] = tok.id;
-    } else {
-      tok.id = it->second;
-    }
-    no_split_.add(tok);
-    special_.insert(tok.id);
+    add_special(tok);
   }
   for (const auto& [role, t] : config.roles) {
     bool listed = false;
     for (const auto& d : defaults) listed |= d.first == role;
-    if (listed) continue;
-    AddedToken tok = t;
-    auto it = tok_to_id_.find(tok.content);
-    if (it == tok_to_id_.end()) {
-      tok.id = static_cast<int64_t>(id_to_tok_.size());
-      id_to_tok_.push_back(tok.content);
-      tok_to_id_[tok.content] = tok.id;
-    } else {
-      tok.id = it->second;
-    }
-    no_split_.add(tok);
-    special_.insert(tok.id);
+    if (!listed) add_special(t);
   }
   bos_ = role_id(config, "bos_token");
   eos_ = role_id(config, "eos_token");
