@@ -40,22 +40,24 @@ OPTConfig OPTConfig::from_json(const nlohmann::json& j) {
   GILL_CHECK(j.is_object(), ErrorCode::kFormat, "an OPT config must be a JSON object");
   OPTConfig c;
   auto read = [&](const char* key, auto& out) { util::read_field(j, key, out, "", opt_field_message); };
-  read("vocab_size", c.vocab_size);
-  read("hidden_size", c.hidden_size);
-  read("ffn_dim", c.ffn_dim);
-  read("num_attention_heads", c.num_attention_heads);
-  read("num_hidden_layers", c.num_hidden_layers);
-  read("max_position_embeddings", c.max_position_embeddings);
+  const std::pair<const char*, int64_t*> ints[] = {{"vocab_size", &c.vocab_size},
+                                                   {"hidden_size", &c.hidden_size},
+                                                   {"ffn_dim", &c.ffn_dim},
+                                                   {"num_attention_heads", &c.num_attention_heads},
+                                                   {"num_hidden_layers", &c.num_hidden_layers},
+                                                   {"max_position_embeddings", &c.max_position_embeddings},
+                                                   {"pad_token_id", &c.pad_token_id},
+                                                   {"bos_token_id", &c.bos_token_id},
+                                                   {"eos_token_id", &c.eos_token_id}};
+  for (const auto& [key, dst] : ints) read(key, *dst);
   c.word_embed_proj_dim = c.hidden_size;
   read("word_embed_proj_dim", c.word_embed_proj_dim);
-  read("do_layer_norm_before", c.do_layer_norm_before);
-  read("_remove_final_layer_norm", c.remove_final_layer_norm);
-  read("enable_bias", c.enable_bias);
-  read("layer_norm_elementwise_affine", c.layer_norm_elementwise_affine);
+  const std::pair<const char*, bool*> flags[] = {{"do_layer_norm_before", &c.do_layer_norm_before},
+                                                 {"_remove_final_layer_norm", &c.remove_final_layer_norm},
+                                                 {"enable_bias", &c.enable_bias},
+                                                 {"layer_norm_elementwise_affine", &c.layer_norm_elementwise_affine}};
+  for (const auto& [key, dst] : flags) read(key, *dst);
   read("activation_function", c.activation_function);
-  read("pad_token_id", c.pad_token_id);
-  read("bos_token_id", c.bos_token_id);
-  read("eos_token_id", c.eos_token_id);
   read("torch_dtype", c.torch_dtype);
 
   const std::pair<const char*, int64_t> sizes[] = {
