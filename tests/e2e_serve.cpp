@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <future>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -32,6 +33,13 @@ using gill::test::serve_kit::serve_b64_decode;
 using gill::test::serve_kit::ServeProcess;
 
 class Serve : public gill::test::serve_kit::ServeKit {};
+
+// A PNG's text chunks by key.
+std::map<std::string, std::string> serve_png_text(const std::string& png) {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : io::read_png_text(png)) out[k] = v;
+  return out;
+}
 
 TEST_F(Serve, HealthModelsAndApiKey) {
   ServeProcess s(root(), {"--api-key", "s3cret"});
@@ -128,6 +136,12 @@ TEST_F(Serve, ChatCompletionEqualsTheLibrarysTurn) {
   EXPECT_EQ(b["generated"]["width"], got.width);
   EXPECT_EQ(b["generated"]["height"], got.height);
   EXPECT_TRUE(got.pixels == wb.generated->pixels) << "the served image differs from the library's";
+  // Its settings in PNG text chunks, as every PNG gill writes (gill::png_settings).
+  const auto text = serve_png_text(got_png);
+  EXPECT_EQ(text.at("caption"), wb.caption);
+  EXPECT_EQ(text.at("seed"), std::to_string(wb.seed));
+  EXPECT_EQ(text.at("steps"), "2");
+  EXPECT_EQ(text.at("Software"), "gill serve");
   EXPECT_EQ(s.terminate(), 0) << s.output();
 }
 
@@ -159,6 +173,11 @@ TEST_F(Serve, ImagesGenerationsAreSeededPngs) {
   EXPECT_EQ(got.width, want.width);
   EXPECT_EQ(got.height, want.height);
   EXPECT_TRUE(got.pixels == want.pixels) << "the served image differs from the library's";
+  const auto text = serve_png_text(pa);  // the settings chunks, the prompt as the caption
+  EXPECT_EQ(text.at("caption"), "a red square");
+  EXPECT_EQ(text.at("seed"), "5");
+  EXPECT_EQ(text.at("steps"), "2");
+  EXPECT_EQ(text.at("Software"), "gill serve");
   EXPECT_EQ(s.terminate(), 0) << s.output();
 }
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/tensor_dump.h"
+#include "io/tensor_source.h"
 #include "models/causal_lm.h"
 #include "pipeline/gill_decode.h"
 #include "pipeline/gill_model.h"
@@ -233,5 +234,36 @@ TEST(AutoDtype, ComesFromTensorBytes) {
   EXPECT_EQ(auto_storage_dtype(bytes, 2.0 * bytes - 1), torch::kBFloat16);  // more than half: bf16
   EXPECT_EQ(auto_storage_dtype(dir), torch::kFloat32);                      // 420 bytes on this machine
   EXPECT_EQ(auto_storage_dtype(dir / "nowhere"), torch::kFloat32);          // the loader reports a missing folder
+  std::filesystem::remove_all(dir);
+}
+
+// "auto" is decided in one place for the Engine and `gill run --lm` (LmOptions): the tensor-bytes rule, by name.
+TEST(AutoDtype, ResolvedByTheOneRule) {
+  const auto dir = test::temp_dir("auto_dtype_resolve");
+  io::TensorDump d;
+  d.add("model.decoder.embed_tokens.weight", torch::zeros({4, 4}));
+  d.write(dir / "model.safetensors");
+  EXPECT_EQ(resolve_storage_dtype("auto", dir), io::torch_dtype_name(auto_storage_dtype(dir)));
+  EXPECT_EQ(resolve_storage_dtype("auto", dir), "fp32");  // 64 bytes on this machine
+  EXPECT_EQ(resolve_storage_dtype("bf16", dir), "bf16");
+  EXPECT_EQ(resolve_storage_dtype("int4", dir), "int4");  // left for the parser to name
+  std::filesystem::remove_all(dir);
+}
+
+// A stored lm_head.weight is the input embedding (tied): counted once, as the loader uses it; with
+// "tie_word_embeddings": false it is a parameter of its own.
+TEST(AutoDtype, TiedLmHeadCountsOnce) {
+  const auto dir = test::temp_dir("auto_dtype_tied");
+  io::TensorDump d;
+  d.add("model.decoder.embed_tokens.weight", torch::zeros({10, 6}));  // 60 parameters
+  d.add("lm_head.weight", torch::zeros({10, 6}));                     // the same 60, tied
+  d.add("model.decoder.final_layer_norm.weight", torch::zeros({6}));  // 6
+  d.write(dir / "model.safetensors");
+  std::ofstream(dir / "config.json") << R"({"model_type": "opt"})";
+  EXPECT_EQ(models::fp32_parameter_bytes(dir), 66 * 4);
+  std::ofstream(dir / "config.json") << R"({"model_type": "opt", "tie_word_embeddings": true})";
+  EXPECT_EQ(models::fp32_parameter_bytes(dir), 66 * 4);
+  std::ofstream(dir / "config.json") << R"({"model_type": "opt", "tie_word_embeddings": false})";
+  EXPECT_EQ(models::fp32_parameter_bytes(dir), 126 * 4);
   std::filesystem::remove_all(dir);
 }

@@ -44,10 +44,9 @@ void check_folder(const char* field, const std::string& path) {
     detail::fail(ErrorCode::kNotFound, str_cat("EngineOptions.", field, ": ", path, ": no such file or folder"));
 }
 
-// "auto": pipeline::auto_storage_dtype (from the LLM folder's tensor bytes, whatever the decoder).
+// "auto": pipeline::resolve_storage_dtype (from the LLM folder's tensor bytes, whatever the decoder).
 torch::Dtype pick_dtype(const std::string& dtype, const fs::path& lm_dir) {
-  if (dtype != "auto") return io::parse_torch_dtype(dtype);
-  return pipeline::auto_storage_dtype(lm_dir);
+  return io::parse_torch_dtype(pipeline::resolve_storage_dtype(dtype, lm_dir));
 }
 
 LogLevel to_level(spdlog::level::level_enum l) {

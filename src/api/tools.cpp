@@ -13,6 +13,7 @@
 #include "io/tensor_source.h"
 #include "models/clip_vision.h"
 #include "pipeline/gill_index.h"
+#include "pipeline/gill_model.h"
 #include "pipeline/lm_generate.h"
 #include "pipeline/sd_pipeline.h"
 #include "tiny/tiny.h"
@@ -50,7 +51,7 @@ LmResult generate_text(const LmOptions& o) {
     ro.sampling.top_p = o.top_p;
     ro.sampling.top_k = o.top_k;
     ro.sampling.seed = o.seed;
-    ro.dtype = o.dtype == "auto" ? "fp32" : o.dtype;  // parse_lm_dtype names an unknown value
+    ro.dtype = pipeline::resolve_storage_dtype(o.dtype, o.lm_dir);  // parse_lm_dtype names an unknown value
     ro.compute = detail::decide_compute(o.compute, "LmOptions.compute");
     ro.residency = o.mmap ? io::Residency::kMap : io::Residency::kMemory;
     ro.stop_on_eos = o.stop_on_eos;

@@ -67,8 +67,15 @@ std::shared_ptr<CausalLM> load_causal_lm(const fs::path& dir, const ModuleOption
 
 int64_t fp32_parameter_bytes(const fs::path& dir) {
   auto source = io::open_tensors(dir);
+  bool tied = true;
+  std::error_code ec;
+  if (fs::is_regular_file(dir / "config.json", ec)) {
+    const nlohmann::json j = util::read_json_file(dir / "config.json");
+    if (j.is_object()) util::json_get_if(j, "tie_word_embeddings", tied);
+  }
   int64_t n = 0;
   for (const auto& name : source->names()) {
+    if (tied && name == "lm_head.weight") continue;  // the embedding's own tensor, counted under its name
     const auto& info = source->info(name);
     switch (info.dtype) {
       case io::DType::F32:

@@ -79,7 +79,9 @@ std::vector<std::string> causal_lm_model_types();
 std::shared_ptr<CausalLM> load_causal_lm(const std::filesystem::path& dir, const ModuleOptions& options);
 
 // Bytes the folder's floating-point tensors would take in fp32 (sum of numel * 4 over its tensor index:
-// safetensors headers, a shard index, a pickle), whatever the decoder; no tensor data is read.
+// safetensors headers, a shard index, a pickle), whatever the decoder; no tensor data is read. A stored
+// `lm_head.weight` (transformers' name for every CausalLM's output layer) is tied to the input embedding, and so
+// not counted, unless config.json says "tie_word_embeddings": false (transformers' default is true).
 int64_t fp32_parameter_bytes(const std::filesystem::path& dir);
 
 }  // namespace gill::models

@@ -381,17 +381,8 @@ CLIPImageProcessorConfig CLIPImageProcessorConfig::from_json(const json& j, cons
 }
 
 CLIPImageProcessorConfig CLIPImageProcessorConfig::from_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  GILL_CHECK(in, ErrorCode::kNotFound, path.string(), ": cannot open the preprocessor config");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    detail::fail(ErrorCode::kFormat, str_cat(path.string(), ": not valid JSON: ", e.what()));
-  }
-  return from_json(j, path.string());
+  return from_json(util::read_json_file(path, str_cat(path.string(), ": cannot open the preprocessor config")),
+                   path.string());
 }
 
 }  // namespace gill::models

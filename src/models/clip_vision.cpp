@@ -27,15 +27,7 @@ torch::Tensor linear(const torch::Tensor& x, const LinearImpl& l, bool gemm_fp32
 }
 
 json read_json_file(const std::filesystem::path& path, const char* what) {
-  std::ifstream in(path);
-  GILL_CHECK(in, ErrorCode::kNotFound, path.string(), ": cannot open the ", what);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    detail::fail(ErrorCode::kFormat, str_cat(path.string(), ": not valid JSON: ", e.what()));
-  }
+  return util::read_json_file(path, str_cat(path.string(), ": cannot open the ", what));
 }
 
 void apply_vision_keys(const json& j, CLIPVisionConfig& c, const std::string& where) {

@@ -5,6 +5,7 @@
 
 #include "util/cpu.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace gill::models {
 
@@ -87,13 +88,7 @@ void init_random(torch::nn::Module& module, uint64_t seed, double std) {
 namespace ops {
 
 nlohmann::json read_config(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  GILL_CHECK(in.good(), ErrorCode::kNotFound, "config file not found: ", path.string());
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    detail::fail(ErrorCode::kFormat, str_cat(path.string(), ": invalid JSON: ", e.what()));
-  }
+  return util::read_json_file(path, str_cat("config file not found: ", path.string()));
 }
 
 std::filesystem::path find_weights(const std::filesystem::path& dir, const std::vector<std::string>& names) {

@@ -31,11 +31,11 @@ void check_inactive(const nlohmann::json& j, const std::string& where) {
   }
   if (j.contains("only_cross_attention") && j.at("only_cross_attention").is_array()) {
     for (const auto& v : j.at("only_cross_attention"))
-      if (v.get<bool>()) bad("only_cross_attention", "SD 1.x uses false");
+      if (util::read_value<bool>(v, "only_cross_attention", where)) bad("only_cross_attention", "SD 1.x uses false");
   }
   auto want_str = [&](const char* key, const char* value) {
-    if (j.contains(key) && !j.at(key).is_null() && j.at(key).get<std::string>() != value)
-      bad(key, str_cat("only \"", value, "\" is implemented"));
+    std::string got = value;
+    if (util::read_field(j, key, got, where) && got != value) bad(key, str_cat("only \"", value, "\" is implemented"));
   };
   want_str("resnet_time_scale_shift", "default");
   want_str("time_embedding_type", "positional");
@@ -44,8 +44,8 @@ void check_inactive(const nlohmann::json& j, const std::string& where) {
   if (j.contains("transformer_layers_per_block") && !j.at("transformer_layers_per_block").is_null() &&
       !(j.at("transformer_layers_per_block").is_number() && j.at("transformer_layers_per_block").get<double>() == 1.0))
     bad("transformer_layers_per_block", "only 1 is implemented");
-  if (j.contains("resnet_out_scale_factor") && !j.at("resnet_out_scale_factor").is_null() &&
-      j.at("resnet_out_scale_factor").get<double>() != 1.0)
+  double scale = 1.0;
+  if (util::read_field(j, "resnet_out_scale_factor", scale, where) && scale != 1.0)
     bad("resnet_out_scale_factor", "only 1.0 is implemented");
 }
 

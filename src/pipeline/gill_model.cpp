@@ -6,6 +6,7 @@
 
 #include <chrono>
 
+#include "io/tensor_source.h"
 #include "util/error.h"
 
 namespace gill::pipeline {
@@ -33,6 +34,10 @@ torch::Dtype auto_storage_dtype(const std::filesystem::path& lm_dir) {
   }
   const double ram = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
   return auto_storage_dtype(bytes, ram);
+}
+
+std::string resolve_storage_dtype(const std::string& dtype, const std::filesystem::path& lm_dir) {
+  return dtype == "auto" ? io::torch_dtype_name(auto_storage_dtype(lm_dir)) : dtype;
 }
 
 std::unique_ptr<GILLModel> GILLModel::load(const GILLModelOptions& options) {

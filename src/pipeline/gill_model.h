@@ -34,6 +34,10 @@ torch::Dtype auto_storage_dtype(int64_t lm_fp32_bytes, double ram_bytes);
 // The same for an LLM folder on this machine (its physical memory); fp32 when the folder's tensors cannot be
 // listed (the loader then reports the problem with its own message).
 torch::Dtype auto_storage_dtype(const std::filesystem::path& lm_dir);
+// A storage dtype option as given (EngineOptions::dtype, LmOptions::dtype): "auto" becomes the name
+// (io::torch_dtype_name) of auto_storage_dtype(lm_dir); any other value is returned as is, for its parser to
+// check. The one place "auto" is decided.
+std::string resolve_storage_dtype(const std::string& dtype, const std::filesystem::path& lm_dir);
 
 class GILLModel {
  public:

@@ -27,12 +27,21 @@ using detail::str_cat;
 
 namespace {
 
-// util::json_get_if into an unset-able field, with the messages the scheduler tests pin.
+// The scheduler config's messages (the scheduler tests pin them).
+std::string scheduler_field_message(const util::FieldError& e) {
+  const std::string v = e.value ? e.value->dump() : "null";
+  if (e.integer && e.value && e.value->is_number_float())
+    return str_cat("scheduler config: key '", e.key, "' = ", v, ": expected an integer");
+  if (e.integer && e.value && e.value->is_number())
+    return str_cat("scheduler config: key '", e.key, "' = ", v, ": out of range");
+  return str_cat("scheduler config: key '", e.key, "' has the wrong type: ", e.what);
+}
+
+// util::read_value into an unset-able field.
 template <typename T>
 void read_key(const nlohmann::json& j, const char* key, std::optional<T>& out) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return;
-  T v{};
   if constexpr (std::is_floating_point_v<T>) {
     // Python's json writes -inf (DPM-Solver's default lambda_min_clipped) as -Infinity; from_file quotes it.
     if (it->is_string()) {
@@ -44,19 +53,7 @@ void read_key(const nlohmann::json& j, const char* key, std::optional<T>& out) {
       }
     }
   }
-  try {
-    util::json_get_if(j, key, v);
-  } catch (const nlohmann::json::exception& e) {
-    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-      if (it->is_number_float())
-        detail::fail(ErrorCode::kFormat,
-                     str_cat("scheduler config: key '", key, "' = ", it->dump(), ": expected an integer"));
-      if (it->is_number())
-        detail::fail(ErrorCode::kFormat, str_cat("scheduler config: key '", key, "' = ", it->dump(), ": out of range"));
-    }
-    detail::fail(ErrorCode::kFormat, str_cat("scheduler config: key '", key, "' has the wrong type: ", e.what()));
-  }
-  out = std::move(v);
+  out = util::read_value<T>(*it, key, "scheduler config", scheduler_field_message);
 }
 
 template <typename T>
@@ -169,16 +166,8 @@ SchedulerConfig SchedulerConfig::from_json(const nlohmann::json& j) {
 SchedulerConfig SchedulerConfig::from_file(const std::filesystem::path& path) {
   std::filesystem::path file = path;
   if (std::filesystem::is_directory(file)) file /= "scheduler_config.json";
-  return detail::with_context(str_cat("reading ", file.string()), [&] {
-    const std::string text = io::read_file(file);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(quote_python_constants(text));
-    } catch (const nlohmann::json::exception& e) {
-      detail::fail(ErrorCode::kFormat, str_cat("invalid JSON: ", e.what()));
-    }
-    return from_json(j);
-  });
+  const nlohmann::json j = util::parse_json_text(quote_python_constants(io::read_file(file)), file.string());
+  return detail::with_context(str_cat("reading ", file.string()), [&] { return from_json(j); });
 }
 
 void BetaScheduleConfig::read(const SchedulerConfig& c) {

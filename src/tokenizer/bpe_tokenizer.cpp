@@ -7,6 +7,7 @@
 
 #include "tokenizer/unicode.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace gill::tokenizer {
 
@@ -78,11 +79,12 @@ size_t Regex::match_at(std::string_view text, size_t start, void* mdv, size_t* m
 namespace {
 
 nlohmann::json read_json(const fs::path& p) {
-  try {
-    return nlohmann::json::parse(read_text_file(p));
-  } catch (const nlohmann::json::exception& e) {
-    detail::fail(ErrorCode::kFormat, detail::str_cat(p.string(), ": invalid JSON: ", e.what()));
-  }
+  return util::parse_json_text(read_text_file(p), p.string());  // read_text_file's kNotFound names the file
+}
+
+// `FILE: added token 'X': 'KEY' must be true or false, got VALUE` (pinned by the bad-input cases).
+std::string token_flag_message(const util::FieldError& e) {
+  return detail::str_cat(e.where, ": '", e.key, "' must be ", e.kind, ", got ", e.value ? e.value->dump() : "");
 }
 
 // A special-token value: a str, or an AddedToken dict ({"content", "lstrip", "rstrip", ...}).
@@ -90,11 +92,10 @@ std::optional<AddedToken> parse_token(const nlohmann::json& v, const fs::path& f
   AddedToken t;
   // json::value() would throw nlohmann's type_error for a non-boolean flag: name the file instead.
   auto flag = [&](const char* key) {
-    auto it = v.find(key);
-    if (it == v.end() || it->is_null()) return false;
-    GILL_CHECK(it->is_boolean(), ErrorCode::kFormat, file.string(), ": added token '", t.content, "': '", key,
-               "' must be true or false, got ", it->dump());
-    return it->get<bool>();
+    bool out = false;
+    util::read_field(v, key, out, detail::str_cat(file.string(), ": added token '", t.content, "'"),
+                     token_flag_message);
+    return out;
   };
   if (v.is_string()) {
     t.content = v.get<std::string>();
@@ -222,6 +223,18 @@ void BpeTokenizerBase::init(const std::vector<std::pair<std::string, int64_t>>& 
     no_split_.add(t);
   }
   // Special tokens: known ones become no-split (sanitize_special_tokens), missing ones are added.
+  auto add_special = [&](AddedToken tok) {
+    auto it = tok_to_id_.find(tok.content);
+    if (it == tok_to_id_.end()) {
+      tok.id = static_cast<int64_t>(id_to_tok_.size());
+      id_to_tok_.push_back(tok.content);
+      tok_to_id_[tok.content] = tok.id;
+    } else {
+      tok.id = it->second;
+    }
+    no_split_.add(tok);
+    special_.insert(tok.id);
+  };
   for (const auto& [role, content] : defaults) {
     const AddedToken* t = config.role(role);
     AddedToken tok;
@@ -230,32 +243,12 @@ void BpeTokenizerBase::init(const std::vector<std::pair<std::string, int64_t>>& 
     } else {
       tok.content = content;
     }
-    auto it = tok_to_id_.find(tok.content);
-    if (it == tok_to_id_.end()) {
-      tok.id = static_cast<int64_t>(id_to_tok_.size());
-      id_to_tok_.push_back(tok.content);
-      tok_to_id_[tok.content] = tok.id;
-    } else {
-      tok.id = it->second;
-    }
-    no_split_.add(tok);
-    special_.insert(tok.id);
+    add_special(tok);
   }
   for (const auto& [role, t] : config.roles) {
     bool listed = false;
     for (const auto& d : defaults) listed |= d.first == role;
-    if (listed) continue;
-    AddedToken tok = t;
-    auto it = tok_to_id_.find(tok.content);
-    if (it == tok_to_id_.end()) {
-      tok.id = static_cast<int64_t>(id_to_tok_.size());
-      id_to_tok_.push_back(tok.content);
-      tok_to_id_[tok.content] = tok.id;
-    } else {
-      tok.id = it->second;
-    }
-    no_split_.add(tok);
-    special_.insert(tok.id);
+    if (!listed) add_special(t);
   }
   bos_ = role_id(config, "bos_token");
   eos_ = role_id(config, "eos_token");

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <type_traits>
@@ -16,17 +17,24 @@
 
 namespace gill::util {
 
-// A model's config.json: kNotFound "PATH: no such file", kFormat "PATH: invalid JSON: ...".
-inline nlohmann::json read_json_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  GILL_CHECK(in.good(), ErrorCode::kNotFound, path.string(), ": no such file");
-  nlohmann::json j;
+// Text as JSON: kFormat "WHERE: invalid JSON: ..." (nlohmann's message).
+inline nlohmann::json parse_json_text(const std::string& text, const std::string& where) {
   try {
-    in >> j;
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    detail::fail(ErrorCode::kFormat, detail::str_cat(path.string(), ": invalid JSON: ", e.what()));
+    detail::fail(ErrorCode::kFormat, detail::str_cat(where, ": invalid JSON: ", e.what()));
   }
-  return j;
+}
+
+// The one reader of a JSON file (configs, model_args.json, tokenizer files): kNotFound `missing` when it cannot
+// be opened (default "PATH: no such file"), kFormat "PATH: invalid JSON: ...".
+inline nlohmann::json read_json_file(const std::filesystem::path& path, const std::string& missing = "") {
+  std::ifstream in(path, std::ios::binary);
+  if (!in.good())
+    detail::fail(ErrorCode::kNotFound, missing.empty() ? detail::str_cat(path.string(), ": no such file") : missing);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_json_text(text.str(), path.string());
 }
 
 namespace json_detail {
@@ -110,10 +118,8 @@ template <typename T>
 bool has_kind(const nlohmann::json& v) {
   if constexpr (std::is_same_v<T, bool>)
     return v.is_boolean();
-  else if constexpr (std::is_integral_v<T>)
-    return v.is_number_integer() || v.is_number_unsigned();
-  else if constexpr (std::is_floating_point_v<T>)
-    return v.is_number();
+  else if constexpr (std::is_arithmetic_v<T>)
+    return v.is_number();  // json_get decides integral floats and ranges
   else if constexpr (std::is_same_v<T, std::string>)
     return v.is_string();
   else if constexpr (is_vector<T>::value)
@@ -123,28 +129,81 @@ bool has_kind(const nlohmann::json& v) {
 }
 }  // namespace json_detail
 
-// The config-field reader with gill's messages (CLIP, the CLIP preprocessor): `v` (the value of `key`) as T. A
-// value of another JSON type is kFormat `WHERE: "KEY" must be KIND, got VALUE` (KIND: an integer, a number, true or
-// false, a string, a list); one out of T's range (or a list element of the wrong type) is kFormat
-// `WHERE: "KEY" = VALUE is out of range or of the wrong type`.
+// What the config-field reader found wrong with a field, for the message of the config that reads it.
+struct FieldError {
+  enum Problem { kMissing, kWrongType, kOutOfRange } problem;
+  const std::string& key;
+  const nlohmann::json* value;  // null when missing
+  const std::string& where;     // the file or config being read
+  std::string what;             // nlohmann's message ("[json.exception.type_error.302] type must be ...")
+  const char* kind;             // what the field must be: an integer, a number, true or false, a string, a list
+  bool integer;                 // an integer field (a JSON float there is refused when not integral)
+  bool list;                    // a list field
+};
+// A config's messages: FieldError -> the kFormat message.
+using FieldMessage = std::string (*)(const FieldError&);
+
+// gill's messages (CLIP, the CLIP preprocessor): `WHERE: "KEY" must be KIND, got VALUE` for a value of another
+// JSON type (or a non-integral number for an integer); `WHERE: "KEY" = VALUE is out of range` (a list:
+// `... has an element of the wrong type or out of range`); `WHERE: "KEY" is missing`.
+inline std::string gill_field_message(const FieldError& e) {
+  using detail::str_cat;
+  if (e.problem == FieldError::kMissing) return str_cat(e.where, ": \"", e.key, "\" is missing");
+  const nlohmann::json& v = *e.value;
+  const bool fraction = e.integer && v.is_number_float() &&
+                        !(std::isfinite(v.get<double>()) && v.get<double>() == std::floor(v.get<double>()));
+  if (e.problem == FieldError::kWrongType || fraction)
+    return str_cat(e.where, ": \"", e.key, "\" must be ", e.kind, ", got ", v.dump());
+  return str_cat(e.where, ": \"", e.key, "\" = ", v.dump(),
+                 e.list ? " has an element of the wrong type or out of range" : " is out of range");
+}
+
+// The one config-field reader: `v` (the value of `key`) as T by json_get (integers take integral JSON floats,
+// Python writes 1.0); a value of another JSON type (kWrongType) or one json_get refuses (kOutOfRange: out of T's
+// range, a fraction for an integer, a bad list element) is kFormat with `message`'s text.
 template <typename T>
-T read_value(const nlohmann::json& v, const std::string& key, const std::string& where) {
-  if (!json_detail::has_kind<T>(v))
-    detail::fail(ErrorCode::kFormat,
-                 detail::str_cat(where, ": \"", key, "\" must be ", json_detail::kind_of<T>(), ", got ", v.dump()));
+T read_value(const nlohmann::json& v, const std::string& key, const std::string& where,
+             FieldMessage message = gill_field_message) {
+  constexpr bool integer = std::is_integral_v<T> && !std::is_same_v<T, bool>;
+  constexpr bool list = json_detail::is_vector<T>::value;
+  if (!json_detail::has_kind<T>(v)) {
+    const char* want = std::is_same_v<T, bool>          ? "boolean"
+                       : std::is_arithmetic_v<T>        ? "number"
+                       : std::is_same_v<T, std::string> ? "string"
+                                                        : "array";
+    const std::string what =
+        nlohmann::json::type_error::create(302, std::string("type must be ") + want + ", but is " + v.type_name(), &v)
+            .what();
+    detail::fail(ErrorCode::kFormat, message({FieldError::kWrongType, key, &v, where, what,
+                                              json_detail::kind_of<T>(), integer, list}));
+  }
   try {
     return json_get<T>(v);
-  } catch (const nlohmann::json::exception&) {
+  } catch (const nlohmann::json::exception& e) {
     detail::fail(ErrorCode::kFormat,
-                 detail::str_cat(where, ": \"", key, "\" = ", v.dump(),
-                                 json_detail::is_vector<T>::value ? " has an element of the wrong type or out of range"
-                                                                  : " is out of range"));
+                 message({FieldError::kOutOfRange, key, &v, where, e.what(), json_detail::kind_of<T>(), integer, list}));
   }
 }
-// read_value of j[key] into out when the key is present and not null; otherwise out keeps its default.
+// read_value of j[key] into out when the key is present and not null (returns true); otherwise out keeps its
+// default (false).
 template <typename T>
-void read_field(const nlohmann::json& j, const char* key, T& out, const std::string& where) {
-  if (j.contains(key) && !j.at(key).is_null()) out = read_value<T>(j.at(key), key, where);
+bool read_field(const nlohmann::json& j, const char* key, T& out, const std::string& where,
+                FieldMessage message = gill_field_message) {
+  if (!j.contains(key) || j.at(key).is_null()) return false;
+  out = read_value<T>(j.at(key), key, where, message);
+  return true;
+}
+// read_value of j[key], which must be present (kFormat kMissing otherwise).
+template <typename T>
+T require_field(const nlohmann::json& j, const char* key, const std::string& where,
+                FieldMessage message = gill_field_message) {
+  if (!j.contains(key)) {
+    const std::string k = key;
+    detail::fail(ErrorCode::kFormat, message({FieldError::kMissing, k, nullptr, where, "", json_detail::kind_of<T>(),
+                                              std::is_integral_v<T> && !std::is_same_v<T, bool>,
+                                              json_detail::is_vector<T>::value}));
+  }
+  return read_value<T>(j.at(key), key, where, message);
 }
 
 }  // namespace gill::util

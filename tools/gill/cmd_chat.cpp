@@ -10,6 +10,7 @@
 
 #include "api_options.h"
 #include "cli_common.h"
+#include "gill_outputs.h"
 #include "output_checks.h"
 
 namespace gill::cli {
@@ -38,14 +39,7 @@ int run_chat(ChatArgs& a, const Context& ctx) {
   Engine engine(eo);
   Chat chat = engine.chat();
   chat.set_output_dir(a.out_dir);  // turnN_gen_K.png, turnN_ret_K_I.EXT; the transcript names them
-  GenerateOptions go = a.gen;
-  go.on_progress = [bar = make_progress_callback(style)](const std::string& stage, int64_t done, int64_t total) {
-    if (stage != "tokens") bar(stage, done, total);
-  };
-  go.on_token = [](const std::string& piece) {
-    std::cout << piece << std::flush;
-    return true;
-  };
+  GenerateOptions go = streamed_to_stdout(a.gen, style);
   const bool interactive = ::isatty(STDIN_FILENO);
   if (interactive)
     std::cerr << "gill chat: type a message; /image PATH adds an image, /reset, /save FILE, /quit\n";

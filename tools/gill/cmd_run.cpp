@@ -132,15 +132,7 @@ int run_gill(RunArgs& a, const Context& ctx) {
   eo.threads = ctx.threads;
   eo.on_progress = make_progress_callback(style);
   Engine engine(eo);
-  GenerateOptions go = a.gen;
-  // Text streams to stdout; the bar shows denoising only (a token bar would interleave with the text).
-  go.on_progress = [bar = make_progress_callback(style)](const std::string& stage, int64_t done, int64_t total) {
-    if (stage != "tokens") bar(stage, done, total);
-  };
-  go.on_token = [](const std::string& piece) {
-    std::cout << piece << std::flush;
-    return true;
-  };
+  const GenerateOptions go = streamed_to_stdout(a.gen, style);
   Result r = engine.generate(prompt, go);
   std::cout << "\n";
   write_turn_files(r, {a.out_dir, "", true, "gill run"}, a.gen);

@@ -431,7 +431,7 @@ ImageRequest parse_image_request(const std::string& body, const GenerateOptions&
 nlohmann::json block_json(const ImageBlock& b, const PngEncoder& png) {
   // The library's one block serialiser (docs/result-schema.md), the generated picture as a PNG data URL.
   ImageBlock with_url = b;
-  if (b.generated) with_url.generated_url = "data:image/png;base64," + base64_encode(png(*b.generated));
+  if (b.generated) with_url.generated_url = "data:image/png;base64," + base64_encode(png(b));
   return gill::block_json(with_url);
 }
 

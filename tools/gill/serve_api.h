@@ -58,8 +58,9 @@ ImageRequest parse_image_request(const std::string& body, const GenerateOptions&
 Image image_from_url(const std::string& url, const std::string& what, const RequestLimits& limits,
                      const ImageDecoder& decode);
 
-// PNG bytes of an image (encoded by gill::write_png).
-using PngEncoder = std::function<std::string(const Image&)>;
+// PNG bytes of a block's generated image (encoded by gill::write_png, its settings in text chunks:
+// gill::png_settings).
+using PngEncoder = std::function<std::string(const ImageBlock&)>;
 // The chat.completion body: the text as the message content, the image blocks (decision, probabilities,
 // retrieved items, generated PNG as a data URL) in message.image_blocks, usage and timings.
 nlohmann::json chat_response(const Result& r, const GenerateOptions& o, const std::string& id, int64_t created,

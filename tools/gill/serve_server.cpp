@@ -1,5 +1,6 @@
 #include "serve_server.h"
 
+#include <gill/result_json.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
@@ -47,15 +48,19 @@ struct Server::State {
       if (r.path.find("://") == std::string::npos) retrieved[r.index] = r.path;
   }
   // The JSON of a block for a streamed response.
-  json block(const ImageBlock& b) {
+  json block(const ImageBlock& b, const GenerateOptions& o) {
     remember_retrieved(b);
-    return block_json(b, [this](const Image& im) { return encode_png(im); });
+    return block_json(b, png_of(o));
+  }
+  // A block's generated PNG with the turn's settings in its text chunks (gill::png_settings, as every writer).
+  PngEncoder png_of(const GenerateOptions& o) {
+    return [this, &o](const ImageBlock& b) { return encode_png(*b.generated, png_settings(b, o, "gill serve")); };
   }
 
-  // PNG bytes of an image, through gill::write_png (the library's one PNG writer).
-  std::string encode_png(const Image& image) {
+  // PNG bytes of an image, through gill::write_png (the library's one PNG writer), with text chunks.
+  std::string encode_png(const Image& image, const std::vector<std::pair<std::string, std::string>>& text) {
     const fs::path p = scratch / cat("out-", ++counter, ".png");
-    write_png(image, p.string());
+    write_png(image, p.string(), text);
     std::string bytes = read_file(p.string());
     fs::remove(p);
     return bytes;
@@ -222,7 +227,7 @@ void serve_chat_stream(Server::State& st, ChatRequest r, httplib::Response& res)
         // Each block as the turn reaches it: its decision and retrieved items first (a named event, before
         // its denoising), then the finished block as a chunk (the non-streamed response's image_blocks[k]).
         o.on_image_block = [&](int64_t k, const ImageBlock& b, bool done) {
-          const json bj = st.block(b);
+          const json bj = st.block(b, req->options);
           if (!done) return send("image_block_decided", {{"index", k}, {"block", bj}});
           return send(nullptr, chat_chunk(id, created, {{"image_block", bj}, {"image_block_index", k}}));
         };
@@ -317,8 +322,7 @@ void add_routes(Server::State& st) {
         json conv;
         const Result out = chat_turn(st, r, with_cancel(st, r.options), conv);
         for (const ImageBlock& b : out.images) st.remember_retrieved(b);
-        json body = chat_response(out, r.options, cat("chatcmpl-", ++st.counter), now_s(),
-                                  [&st](const Image& im) { return st.encode_png(im); });
+        json body = chat_response(out, r.options, cat("chatcmpl-", ++st.counter), now_s(), st.png_of(r.options));
         if (!conv.is_null()) body["conversation"] = conv;
         send_json(res, body);
       });
@@ -337,7 +341,11 @@ void add_routes(Server::State& st) {
       QueueSlot slot(st);
       with_model(st, [&] {
         const Image im = st.engine->generate_image_from_text(r.prompt, with_cancel(st, r.options));
-        send_json(res, image_response(st.encode_png(im), now_s(), r.options.seed));
+        ImageBlock b;  // the prompt is the caption, as a turn's block carries its own
+        b.caption = r.prompt;
+        b.seed = r.options.seed;
+        send_json(res, image_response(st.encode_png(im, png_settings(b, r.options, "gill serve")), now_s(),
+                                      r.options.seed));
       });
     });
   });
