@@ -109,6 +109,103 @@ void gemv_avx2_dispatch(const GemvArgs& a, int64_t n0, int64_t n1) {
 
 namespace {
 
+// M = 1, see gemv_kernels.h. R rows x U blocks of 16: 2*R*U accumulators (even and odd lanes apart).
+template <int R, int U, int PF>
+__attribute__((target("avx2,fma"))) void gemv1_split(const GemvArgs& a, const float* xs, int64_t n0, int64_t n1) {
+  const int64_t K = a.K;
+  const int64_t K16 = K & ~int64_t(15);
+  const int64_t KU = K16 - K16 % (16 * U);
+  const __m256i hi = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  int64_t n = n0;
+  for (; n + R <= n1; n += R) {
+    __m256 acc[R][2 * U];
+    for (int r = 0; r < R; ++r)
+      for (int u = 0; u < 2 * U; ++u) acc[r][u] = _mm256_setzero_ps();
+    const uint16_t* rows[R];
+    for (int r = 0; r < R; ++r) rows[r] = a.w + (n + r) * K;
+    int64_t k = 0;
+    for (; k < KU; k += 16 * U) {
+      if (PF > 0)
+        for (int r = 0; r < R; ++r)
+          for (int c = 0; c < (32 * U + 63) / 64; ++c)
+            _mm_prefetch(reinterpret_cast<const char*>(rows[r] + k) + PF + 64 * c, _MM_HINT_T0);
+      __m256 xe[U], xo[U];
+      for (int u = 0; u < U; ++u) {
+        xe[u] = _mm256_loadu_ps(xs + k + 16 * u);
+        xo[u] = _mm256_loadu_ps(xs + k + 16 * u + 8);
+      }
+      for (int r = 0; r < R; ++r)
+        for (int u = 0; u < U; ++u) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + k + 16 * u));
+          const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+          const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi));
+          acc[r][2 * u] = _mm256_fmadd_ps(we, xe[u], acc[r][2 * u]);
+          acc[r][2 * u + 1] = _mm256_fmadd_ps(wo, xo[u], acc[r][2 * u + 1]);
+        }
+    }
+    for (; k < K16; k += 16)  // the blocks of 16 that do not fill an unrolled step
+      for (int r = 0; r < R; ++r) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + k));
+        acc[r][0] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), _mm256_loadu_ps(xs + k), acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, hi)), _mm256_loadu_ps(xs + k + 8),
+                                    acc[r][1]);
+      }
+    for (int r = 0; r < R; ++r) {
+      __m256 s = acc[r][0];
+      for (int u = 1; u < 2 * U; ++u) s = _mm256_add_ps(s, acc[r][u]);
+      float t = hsum8(s);
+      for (int64_t kk = K16; kk < K; ++kk) t += bf16_to_f32(rows[r][kk]) * a.x[kk];
+      a.y[n + r] = t + (a.bias ? a.bias[n + r] : 0.f);
+    }
+  }
+  if (n < n1) gemv1_split<1, U, PF>(a, xs, n, n1);
+}
+
+template <int R, int U>
+void gemv1_pf(const GemvArgs& a, const float* xs, int64_t n0, int64_t n1, int pf) {
+  switch (pf) {
+    case 0: return gemv1_split<R, U, 0>(a, xs, n0, n1);
+    case 256: return gemv1_split<R, U, 256>(a, xs, n0, n1);
+    case 512: return gemv1_split<R, U, 512>(a, xs, n0, n1);
+    default: return gemv1_split<R, U, 1024>(a, xs, n0, n1);
+  }
+}
+
+template <int R>
+void gemv1_unroll(const GemvArgs& a, const float* xs, int64_t n0, int64_t n1, Gemv1Tuning t) {
+  switch (t.unroll) {
+    case 1: return gemv1_pf<R, 1>(a, xs, n0, n1, t.prefetch);
+    case 2: return gemv1_pf<R, 2>(a, xs, n0, n1, t.prefetch);
+    default: return gemv1_pf<R, 4>(a, xs, n0, n1, t.prefetch);
+  }
+}
+
+}  // namespace
+
+bool gemv1_avx2_supports(Gemv1Tuning t) {
+  return (t.rows == 1 || t.rows == 2 || t.rows == 4) && (t.unroll == 1 || t.unroll == 2 || t.unroll == 4) &&
+         (t.prefetch == 0 || t.prefetch == 256 || t.prefetch == 512 || t.prefetch == 1024);
+}
+
+__attribute__((target("avx2,fma"))) void split_x_avx2(const float* x, int64_t K, float* xs) {
+  const int64_t K16 = K & ~int64_t(15);
+  for (int64_t k = 0; k < K16; k += 16)
+    for (int i = 0; i < 8; ++i) {
+      xs[k + i] = x[k + 2 * i];
+      xs[k + 8 + i] = x[k + 2 * i + 1];
+    }
+}
+
+void gemv1_avx2(const GemvArgs& a, const float* xs, int64_t n0, int64_t n1, Gemv1Tuning t) {
+  switch (t.rows) {
+    case 1: return gemv1_unroll<1>(a, xs, n0, n1, t);
+    case 2: return gemv1_unroll<2>(a, xs, n0, n1, t);
+    default: return gemv1_unroll<4>(a, xs, n0, n1, t);
+  }
+}
+
+namespace {
+
 // AVX-512 kernels (CPUs with AVX512-BF16; AVX-512 F/BW suffice for the fp32-activation one). K tails use masked
 // loads: masked-off lanes read as zero and add nothing.
 #define GILL_AVX512 "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma"

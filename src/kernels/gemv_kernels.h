@@ -40,6 +40,22 @@ void gemv_avx2_dispatch(const GemvArgs& a, int64_t n0, int64_t n1);          // 
 void widen_avx2(const uint16_t* src, float* dst, int64_t n);                 // AVX2
 void gemv_avx512_f32_dispatch(const GemvArgs& a, int64_t n0, int64_t n1);    // AVX-512 F/BW
 void gemv_avx512_bf16_dispatch(const GemvArgsBf16& a, int64_t n0, int64_t n1);  // AVX512-BF16
+
+// One token (M = 1) on AVX2 + FMA, weight rows read in memory order: a tile of `rows` adjacent rows at a time
+// (1: one sequential stream per thread), `unroll` blocks of 16 weights per step, an optional software prefetch
+// `prefetch` bytes ahead in each row (0: none). Each 16-weight block is widened without a shuffle: the low bf16 of
+// every 32-bit lane shifted up, the high one masked, against x split the same way once per call by split_x_avx2
+// (xs[16b + i] = x[16b + 2i], xs[16b + 8 + i] = x[16b + 2i + 1], i < 8, for the K & ~15 leading elements; the
+// K tail is summed from a.x). Supported: rows 1, 2, 4; unroll 1, 2, 4; prefetch 0, 256, 512, 1024.
+struct Gemv1Tuning {
+  int rows = 1;
+  int unroll = 2;
+  int prefetch = 0;
+};
+constexpr Gemv1Tuning kGemv1Avx2{4, 2, 0};  // the engine's choice (gill-bench gemv sweeps the others)
+void split_x_avx2(const float* x, int64_t K, float* xs);
+void gemv1_avx2(const GemvArgs& a, const float* xs, int64_t n0, int64_t n1, Gemv1Tuning t = kGemv1Avx2);
+bool gemv1_avx2_supports(Gemv1Tuning t);
 #endif
 
 }  // namespace gill::kernels::gemv

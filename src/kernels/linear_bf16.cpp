@@ -4,6 +4,9 @@
 
 #include <ATen/Parallel.h>
 
+#include <atomic>
+#include <vector>
+
 #include "kernels/gemv_kernels.h"
 
 #include "util/cpu.h"
@@ -15,8 +18,22 @@ namespace {
 
 using namespace gemv;
 
+std::atomic<bool> g_avx2_row_order{false};  // off until it wins end to end (docs/performance.md)
+
 void run_gemv(const float* x, int64_t M, const uint16_t* w, int64_t N, int64_t K, const float* bias, float* y,
               GemvKernel kernel) {
+#ifdef GILL_GEMV_X86
+  if (M == 1 && kernel == GemvKernel::kAvx2 && g_avx2_row_order.load(std::memory_order_relaxed)) {
+    // One token: the rows in memory order, one sequential stream per thread (see gemv_kernels.h).
+    thread_local std::vector<float> xs_buf;  // the caller's; the workers get the pointer
+    xs_buf.resize(static_cast<size_t>(K));
+    const float* xs = xs_buf.data();
+    split_x_avx2(x, K, xs_buf.data());
+    GemvArgs a{x, K, 1, w, K, y, N, bias};
+    at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) { gemv1_avx2(a, xs, begin, end); });
+    return;
+  }
+#endif
   for (int64_t m0 = 0; m0 < M; m0 += kGemvMaxRows) {
     GemvArgs a{x + m0 * K, K, std::min<int64_t>(kGemvMaxRows, M - m0), w, K, y + m0 * N, N, bias};
     // Each thread takes a contiguous band of weight rows: one pass over the weight per 8 tokens.
@@ -66,6 +83,8 @@ void run_blocked_gemm(const torch::Tensor& x2, const uint16_t* w, int64_t N, int
 }
 
 }  // namespace
+
+void use_avx2_row_order_gemv(bool on) { g_avx2_row_order.store(on, std::memory_order_relaxed); }
 
 GemvKernel default_gemv_kernel() {
 #ifdef GILL_GEMV_X86
