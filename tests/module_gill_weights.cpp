@@ -78,7 +78,7 @@ TEST(GillWeights, ResolvesTheFixtureRoot) {
 
 // bf16 storage: the heads follow the engine's compute policy. Under the fp32 policy (the default) they take fp32
 // inputs and widen their bf16 weights (the retrieval matrix is fp32 too); under the bf16 policy everything is
-// bf16, as the reference runs them. Both stay within bf16 rounding of the fp32 reference mapper output.
+// bf16, as the reference runs them.
 TEST(GillWeights, HeadsFollowTheComputePolicyOnBf16Storage) {
   torch::NoGradGuard ng;
   auto dir = make_gill_dir("gill_w_policy");
@@ -101,7 +101,9 @@ TEST(GillWeights, HeadsFollowTheComputePolicyOnBf16Storage) {
     const auto out = w.heads->mapper(h.to(dt), e.to(dt));
     EXPECT_EQ(out.scalar_type(), dt);
     std::printf("mapper rel error, %s policy: %.3g\n", bf16 ? "bf16" : "fp32", rel_err(out));
-    EXPECT_LT(rel_err(out), bf16 ? 5e-2 : 2e-2);
+    // fp32 arithmetic on the (bf16-exact) fixture weights is the fp32 reference to module tolerance (measured
+    // 4.2e-7); bf16 arithmetic within bf16 rounding (measured 1.3e-2 on an AVX2-only AMD EPYC).
+    EXPECT_LT(rel_err(out), bf16 ? 3e-2 : 1e-5);
     const auto logits = w.decision(h.select(1, 0).to(dt));
     EXPECT_EQ(logits.scalar_type(), dt);
   }
