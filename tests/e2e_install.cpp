@@ -1,5 +1,6 @@
 // `cmake --install` into a temporary prefix, then the consumer project in examples/hello_gill is configured with
-// find_package(gill), built and run; the same program is also built with pkg-config's flags. (~1 min.)
+// find_package(gill), built and run; the same program is also built with pkg-config's flags. (~1 min.) Both use the
+// compiler gill was built with: a sanitizer build's libgill.a needs that compiler's sanitizer runtime.
 #include <sys/wait.h>
 
 #include <cstdlib>
@@ -50,7 +51,7 @@ TEST(Install, FindPackageAndPkgConfigConsumersBuildAndRun) {
   // CMake consumer.
   const fs::path build = tmp / "build";
   r = sh("cmake -S " + q((source_dir() / "examples/hello_gill").string()) + " -B " + q(build.string()) +
-             " -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=" + q(prefix.string()) + " && cmake --build " +
+             " -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=" + q(GILL_CXX_COMPILER) + " -DCMAKE_PREFIX_PATH=" + q(prefix.string()) + " && cmake --build " +
              q(build.string()),
          log);
   ASSERT_EQ(r.code, 0) << r.out;
@@ -65,7 +66,7 @@ TEST(Install, FindPackageAndPkgConfigConsumersBuildAndRun) {
       << r.out;
 
   // pkg-config consumer.
-  r = sh("PKG_CONFIG_PATH=" + q((prefix / "lib/pkgconfig").string()) + " c++ -o " + q((tmp / "hello_pc").string()) +
+  r = sh("PKG_CONFIG_PATH=" + q((prefix / "lib/pkgconfig").string()) + " " + q(GILL_CXX_COMPILER) + " -o " + q((tmp / "hello_pc").string()) +
              " " + q((source_dir() / "examples/hello_gill/main.cpp").string()) + " $(PKG_CONFIG_PATH=" +
              q((prefix / "lib/pkgconfig").string()) + " pkg-config --cflags --libs gill)",
          log);

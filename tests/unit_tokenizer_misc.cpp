@@ -12,6 +12,7 @@
 #include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
+#include "util/sanitizer.h"
 
 namespace gill::tokenizer {
 namespace {
@@ -165,7 +166,7 @@ std::string run(const std::string& cmd) {
 }
 
 TEST(TokenizerSentencePiece, MatchesSpmEncode) {
-#if defined(__SANITIZE_ADDRESS__)
+#if GILL_ASAN
   GTEST_SKIP() << "the SentencePiece shim needs RTLD_DEEPBIND, which AddressSanitizer does not support";
 #endif
   if (std::system("command -v spm_train >/dev/null 2>&1 && command -v spm_encode >/dev/null 2>&1") != 0)

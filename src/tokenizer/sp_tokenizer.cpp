@@ -11,6 +11,7 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/unicode.h"
 #include "util/error.h"
+#include "util/sanitizer.h"
 
 namespace gill::tokenizer {
 
@@ -45,7 +46,7 @@ const SpmApi& spm_api() {
   static SpmApi api{};
   static std::string error;
   std::call_once(once, [] {
-#if defined(__SANITIZE_ADDRESS__)
+#if GILL_ASAN
     // AddressSanitizer refuses RTLD_DEEPBIND (google/sanitizers#611), and without it the two protobufs clash.
     error = "SentencePiece tokenizers are not available in an AddressSanitizer build (the shim is loaded with "
             "RTLD_DEEPBIND, which ASan does not support)";

@@ -10,29 +10,12 @@ shift || true
 PACKAGES=(build-essential cmake ccache pkg-config libtorch-dev libopenblas0-pthread libsentencepiece-dev
   sentencepiece libstb-dev libcli11-dev libspdlog-dev googletest libgtest-dev nlohmann-json3-dev libpcre2-dev libicu-dev
   libcpp-httplib-dev chromium)  # chromium: the chat page's browser test (tests/e2e_serve_browser.cpp)
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}" >&2
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+"$ROOT/tools/scripts/apt_install.sh" "${PACKAGES[@]}"
 # Optional: python3-torch lets a test confirm that Python's torch.load reads the .pth.tar files we write
 # (e2e MakeTiny), python3-pil that Pillow reads the PNG text chunks we write (unit Image); without them those
 # checks are reported as skipped.
 if [ "${GILL_WITH_PYTHON_TORCH:-0}" = 1 ]; then
-  py_missing=()
-  for p in python3-torch python3-pil; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || py_missing+=("$p")
-  done
-  if ((${#py_missing[@]})); then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${py_missing[@]}" >/dev/null
-  fi
+  "$ROOT/tools/scripts/apt_install.sh" python3-torch python3-pil
 fi
 
 JOBS="${GILL_JOBS:-$(nproc)}"
@@ -44,7 +27,7 @@ fi
 targets=()
 for t in ${GILL_BUILD_TARGETS:-}; do targets+=(--target "$t"); done
 if [ ! -f "$BUILD/.gill-built-once" ]; then
-  echo "setup: first build in $BUILD (unity build; on 2 cores about 5 minutes for the gill binary, about 7 for" \
+  echo "setup: first build in $BUILD (unity build; on 2 cores about 6 minutes for the gill binary, about 11 for" \
     "everything with the tests; later builds are incremental, and ccache makes fresh clones fast)" >&2
 fi
 cmake --build "$BUILD" -j"$JOBS" "${targets[@]}"
