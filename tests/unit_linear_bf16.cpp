@@ -126,14 +126,16 @@ TEST(LinearBf16, Avx512Bf16KernelNeedsTheCpu) {
 
 #ifdef GILL_GEMV_X86
 // The one-token row-order AVX2 kernel at every tuning gill-bench sweeps: a plain fp32 matmul on the widened weights,
-// with N not a multiple of the tile and K tails below 16 and below one unrolled step.
+// with N not a multiple of the tile and K tails below 16 and below one unrolled step, rows adjacent and spread, each
+// call over two bands as the threads split them (y starts as NaN: a row left out fails).
 TEST(LinearBf16, RowOrderAvx2KernelEveryTuningMatchesMatmul) {
   if (!util::can_run(util::cpu_features(), kernels::GemvKernel::kAvx2))
     GTEST_SKIP() << "this CPU has no AVX2/FMA (" << util::cpu_features().describe() << ")";
   for (int rows : {1, 2, 4})
     for (int unroll : {1, 2, 4})
-      for (int pf : {0, 256, 512, 1024}) {
-        const kernels::gemv::Gemv1Tuning t{rows, unroll, pf};
+      for (int pf : {0, 256, 512, 1024})
+      for (bool spread : {false, true}) {
+        const kernels::gemv::Gemv1Tuning t{rows, unroll, pf, spread};
         ASSERT_TRUE(kernels::gemv::gemv1_avx2_supports(t));
         for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {5, 15}, {7, 16}, {9, 33}, {13, 80}, {70, 1000}}) {
           torch::manual_seed(rows * 100 + unroll * 10 + n + k);
@@ -145,14 +147,16 @@ TEST(LinearBf16, RowOrderAvx2KernelEveryTuningMatchesMatmul) {
           auto y = torch::full({n}, std::nanf(""));
           kernels::gemv::GemvArgs a{x.data_ptr<float>(), k, 1, reinterpret_cast<const uint16_t*>(w.data_ptr()), k,
                                     y.data_ptr<float>(), n, b.data_ptr<float>()};
-          kernels::gemv::gemv1_avx2(a, xs.data(), 0, n, t);
+          kernels::gemv::gemv1_avx2(a, xs.data(), 0, n / 3, t);
+          kernels::gemv::gemv1_avx2(a, xs.data(), n / 3, n, t);
           auto want = torch::matmul(w.to(torch::kFloat32), x) + b;
           EXPECT_TRUE(tensors_close(y, want, 1e-5, 1e-4,
                                     "rows=" + std::to_string(rows) + " unroll=" + std::to_string(unroll) +
-                                        " prefetch=" + std::to_string(pf) + " n=" + std::to_string(n) +
+                                        " prefetch=" + std::to_string(pf) + " spread=" + std::to_string(spread) +
+                                        " n=" + std::to_string(n) +
                                         " k=" + std::to_string(k)));
         }
       }
-  EXPECT_FALSE(kernels::gemv::gemv1_avx2_supports({3, 2, 0}));
+  EXPECT_FALSE(kernels::gemv::gemv1_avx2_supports({3, 2, 0, false}));
 }
 #endif

@@ -109,20 +109,31 @@ void gemv_avx2_dispatch(const GemvArgs& a, int64_t n0, int64_t n1) {
 
 namespace {
 
+// Row r of tile t, of T = (n1 - n0) / R tiles over the band [n0, n1): adjacent rows (n0 + t R + r), or, with
+// `spread`, R sub-bands read side by side (n0 + r T + t): R sequential streams far apart instead of R rows 2K bytes
+// apart (see gemv_kernels.h). Either way the tiles cover [n0, n0 + T R) and the rest is left to the caller.
+inline int64_t tile_row(bool spread, int64_t n0, int64_t T, int R, int64_t t, int r) {
+  return n0 + (spread ? r * T + t : t * R + r);
+}
+
 // M = 1, see gemv_kernels.h. R rows x U blocks of 16: 2*R*U accumulators (even and odd lanes apart).
-template <int R, int U, int PF>
+template <int R, int U, int PF, bool Spread>
 __attribute__((target("avx2,fma"))) void gemv1_split(const GemvArgs& a, const float* xs, int64_t n0, int64_t n1) {
   const int64_t K = a.K;
   const int64_t K16 = K & ~int64_t(15);
   const int64_t KU = K16 - K16 % (16 * U);
   const __m256i hi = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
-  int64_t n = n0;
-  for (; n + R <= n1; n += R) {
+  const int64_t T = (n1 - n0) / R;
+  for (int64_t t = 0; t < T; ++t) {
     __m256 acc[R][2 * U];
     for (int r = 0; r < R; ++r)
       for (int u = 0; u < 2 * U; ++u) acc[r][u] = _mm256_setzero_ps();
+    int64_t rn[R];
     const uint16_t* rows[R];
-    for (int r = 0; r < R; ++r) rows[r] = a.w + (n + r) * K;
+    for (int r = 0; r < R; ++r) {
+      rn[r] = tile_row(Spread, n0, T, R, t, r);
+      rows[r] = a.w + rn[r] * K;
+    }
     int64_t k = 0;
     for (; k < KU; k += 16 * U) {
       if (PF > 0)
@@ -153,30 +164,36 @@ __attribute__((target("avx2,fma"))) void gemv1_split(const GemvArgs& a, const fl
     for (int r = 0; r < R; ++r) {
       __m256 s = acc[r][0];
       for (int u = 1; u < 2 * U; ++u) s = _mm256_add_ps(s, acc[r][u]);
-      float t = hsum8(s);
-      for (int64_t kk = K16; kk < K; ++kk) t += bf16_to_f32(rows[r][kk]) * a.x[kk];
-      a.y[n + r] = t + (a.bias ? a.bias[n + r] : 0.f);
+      float sum = hsum8(s);
+      for (int64_t kk = K16; kk < K; ++kk) sum += bf16_to_f32(rows[r][kk]) * a.x[kk];
+      a.y[rn[r]] = sum + (a.bias ? a.bias[rn[r]] : 0.f);
     }
   }
-  if (n < n1) gemv1_split<1, U, PF>(a, xs, n, n1);
+  if (n0 + T * R < n1) gemv1_split<1, U, PF, false>(a, xs, n0 + T * R, n1);
+}
+
+template <int R, int U, bool Spread>
+void gemv1_pf(const GemvArgs& a, const float* xs, int64_t n0, int64_t n1, int pf) {
+  switch (pf) {
+    case 0: return gemv1_split<R, U, 0, Spread>(a, xs, n0, n1);
+    case 256: return gemv1_split<R, U, 256, Spread>(a, xs, n0, n1);
+    case 512: return gemv1_split<R, U, 512, Spread>(a, xs, n0, n1);
+    default: return gemv1_split<R, U, 1024, Spread>(a, xs, n0, n1);
+  }
 }
 
 template <int R, int U>
-void gemv1_pf(const GemvArgs& a, const float* xs, int64_t n0, int64_t n1, int pf) {
-  switch (pf) {
-    case 0: return gemv1_split<R, U, 0>(a, xs, n0, n1);
-    case 256: return gemv1_split<R, U, 256>(a, xs, n0, n1);
-    case 512: return gemv1_split<R, U, 512>(a, xs, n0, n1);
-    default: return gemv1_split<R, U, 1024>(a, xs, n0, n1);
-  }
+void gemv1_spread(const GemvArgs& a, const float* xs, int64_t n0, int64_t n1, Gemv1Tuning t) {
+  if (t.spread) return gemv1_pf<R, U, true>(a, xs, n0, n1, t.prefetch);
+  return gemv1_pf<R, U, false>(a, xs, n0, n1, t.prefetch);
 }
 
 template <int R>
 void gemv1_unroll(const GemvArgs& a, const float* xs, int64_t n0, int64_t n1, Gemv1Tuning t) {
   switch (t.unroll) {
-    case 1: return gemv1_pf<R, 1>(a, xs, n0, n1, t.prefetch);
-    case 2: return gemv1_pf<R, 2>(a, xs, n0, n1, t.prefetch);
-    default: return gemv1_pf<R, 4>(a, xs, n0, n1, t.prefetch);
+    case 1: return gemv1_spread<R, 1>(a, xs, n0, n1, t);
+    case 2: return gemv1_spread<R, 2>(a, xs, n0, n1, t);
+    default: return gemv1_spread<R, 4>(a, xs, n0, n1, t);
   }
 }
 

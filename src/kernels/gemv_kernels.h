@@ -46,15 +46,23 @@ void gemv_avx512_bf16_dispatch(const GemvArgsBf16& a, int64_t n0, int64_t n1);  
 // `prefetch` bytes ahead in each row (0: none). Each 16-weight block is widened without a shuffle: the low bf16 of
 // every 32-bit lane shifted up, the high one masked, against x split the same way once per call by split_x_avx2
 // (xs[16b + i] = x[16b + 2i], xs[16b + 8 + i] = x[16b + 2i + 1], i < 8, for the K & ~15 leading elements; the
-// K tail is summed from a.x). Supported: rows 1, 2, 4; unroll 1, 2, 4; prefetch 0, 256, 512, 1024.
+// K tail is summed from a.x). Supported: rows 1, 2, 4 with unroll 1, 2, 4, and rows 8 with unroll 1 (one accumulator
+// per row); prefetch 0, 256, 512, 1024.
+// `spread`: the `rows` rows of a tile are not adjacent but one from each of `rows` equal sub-bands of [n0, n1),
+// so each thread reads `rows` sequential streams far apart (the rest of the band, < rows rows, one at a time).
 struct Gemv1Tuning {
   int rows = 1;
   int unroll = 2;
   int prefetch = 0;
+  bool spread = false;
 };
-constexpr Gemv1Tuning kGemv1Avx2{4, 2, 0};  // the engine's choice (gill-bench gemv sweeps the others)
+// The engine's choice for a K-column weight (gill-bench gemv sweeps the others; docs/performance.md): 4 rows x 2
+// blocks, spread when a row is shorter than 16 KiB (K < 8192: adjacent 8 KiB rows make short streams; measured on
+// a 2-core AMD EPYC: +8-25 % at K = 4096, -7-19 % at K = 16384, where 4 adjacent rows already stream 128 KiB).
+constexpr int64_t kGemv1SpreadBelowK = 8192;
+inline Gemv1Tuning gemv1_avx2_tuning(int64_t K) { return {4, 2, 0, K < kGemv1SpreadBelowK}; }
 void split_x_avx2(const float* x, int64_t K, float* xs);
-void gemv1_avx2(const GemvArgs& a, const float* xs, int64_t n0, int64_t n1, Gemv1Tuning t = kGemv1Avx2);
+void gemv1_avx2(const GemvArgs& a, const float* xs, int64_t n0, int64_t n1, Gemv1Tuning t);
 bool gemv1_avx2_supports(Gemv1Tuning t);
 #endif
 

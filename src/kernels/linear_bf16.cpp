@@ -18,7 +18,7 @@ namespace {
 
 using namespace gemv;
 
-std::atomic<bool> g_avx2_row_order{false};  // off until it wins end to end (docs/performance.md)
+std::atomic<bool> g_avx2_row_order{true};  // won end to end on an AVX2 EPYC (docs/performance.md, session 9)
 
 void run_gemv(const float* x, int64_t M, const uint16_t* w, int64_t N, int64_t K, const float* bias, float* y,
               GemvKernel kernel) {
@@ -30,7 +30,8 @@ void run_gemv(const float* x, int64_t M, const uint16_t* w, int64_t N, int64_t K
     const float* xs = xs_buf.data();
     split_x_avx2(x, K, xs_buf.data());
     GemvArgs a{x, K, 1, w, K, y, N, bias};
-    at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) { gemv1_avx2(a, xs, begin, end); });
+    const Gemv1Tuning t = gemv1_avx2_tuning(K);
+    at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) { gemv1_avx2(a, xs, begin, end, t); });
     return;
   }
 #endif
