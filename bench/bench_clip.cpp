@@ -1,6 +1,11 @@
 // gill-bench clip — CLIP ViT-L/14 vision tower (random weights, the real shape): seconds per image in fp32 and
-// bf16, against this machine's fp32 GEMM peak measured in the same run.
+// bf16, against this machine's fp32 GEMM peak and the plain-libtorch tower on the same weights (the in-process
+// peer: fp32 and the dtype's own), both measured in the same run.
+#include <spdlog/spdlog.h>
+
+#include <cmath>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
@@ -15,6 +20,7 @@ struct BenchClipOptions {
   int reps = 3;         // timed forwards per dtype (after one warm-up)
   std::string dtypes = "fp32,bf16";
   int layers = 24;      // ViT-L/14 has 24; fewer for a quick run (time is scaled back to 24)
+  bool peer = true;     // also time the plain-libtorch tower on the same weights
 };
 
 // FLOPs of one image through the tower (GEMMs and attention matmuls only).
@@ -23,6 +29,42 @@ double flops_per_image(const models::CLIPVisionConfig& c) {
   const double per_layer = 2 * T * (4 * D * D + 2 * D * I) + 2 * 2 * T * T * D;
   const double patch = 2 * double(c.num_patches()) * D * c.num_channels * c.patch_size * c.patch_size;
   return per_layer * c.num_hidden_layers + patch;
+}
+
+// The in-process peer: the same tower written with plain libtorch ops on `dtype` copies of the same weights, as
+// transformers 4.30's CLIPVisionModel runs it (torch::linear / conv2d / matmul / softmax / layer_norm in the weights'
+// dtype, no fusion, no compute policy). Returns the encoder output [B, 1 + P, D] (before post_layernorm).
+torch::Tensor plain_forward(const std::map<std::string, torch::Tensor>& w, const models::CLIPVisionConfig& c,
+                            const torch::Tensor& pixels) {
+  const auto P = [&](const std::string& k) -> const torch::Tensor& { return w.at("vision_model." + k); };
+  const int64_t D = c.hidden_size, H = c.num_attention_heads, hd = c.head_dim();
+  const auto px = pixels.to(P("embeddings.patch_embedding.weight").scalar_type());
+  const int64_t B = px.size(0);
+  auto x = torch::conv2d(px, P("embeddings.patch_embedding.weight"), {}, c.patch_size).flatten(2).transpose(1, 2);
+  x = torch::cat({P("embeddings.class_embedding").expand({B, 1, D}), x}, 1) + P("embeddings.position_embedding.weight");
+  auto ln = [&](const torch::Tensor& t, const std::string& k) {
+    return torch::layer_norm(t, {D}, P(k + ".weight"), P(k + ".bias"), c.layer_norm_eps);
+  };
+  auto lin = [&](const torch::Tensor& t, const std::string& k) {
+    return torch::linear(t, P(k + ".weight"), P(k + ".bias"));
+  };
+  x = ln(x, "pre_layrnorm");
+  const double scale = 1.0 / std::sqrt(double(hd));
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string L = "encoder.layers." + std::to_string(i) + ".";
+    auto h = ln(x, L + "layer_norm1");
+    const int64_t T = h.size(1);
+    auto heads = [&](const torch::Tensor& t) { return t.view({B, T, H, hd}).transpose(1, 2); };
+    auto q = heads(lin(h, L + "self_attn.q_proj") * scale), k = heads(lin(h, L + "self_attn.k_proj")),
+         v = heads(lin(h, L + "self_attn.v_proj"));
+    auto a = torch::softmax(torch::matmul(q, k.transpose(-1, -2)), -1);
+    auto o = torch::matmul(a, v).transpose(1, 2).reshape({B, T, D});
+    x = x + lin(o, L + "self_attn.out_proj");
+    h = lin(ln(x, L + "layer_norm2"), L + "mlp.fc1");
+    h = h * torch::sigmoid(1.702 * h);  // quick_gelu
+    x = x + lin(h, L + "mlp.fc2");
+  }
+  return x;
 }
 
 nlohmann::json run_one(const BenchClipOptions& o, torch::Dtype dtype, double fp32_peak) {
@@ -63,6 +105,33 @@ nlohmann::json run_one(const BenchClipOptions& o, torch::Dtype dtype, double fp3
   j["gemm_fp32"] = model->gemm_fp32();
   j["init_s"] = init_s;
   j["meets_target_0_58_s"] = s_per_image <= 0.58;
+  // The plain-libtorch peer on the same weights, in fp32 and in this dtype (the faster one is the one to beat).
+  if (o.peer) {
+    cfg.num_hidden_layers = o.layers;
+    const auto ours = model->forward(pixels).last_hidden.to(torch::kFloat32);
+    std::vector<torch::Dtype> peer_dtypes{torch::kFloat32};
+    if (dtype != torch::kFloat32) peer_dtypes.push_back(dtype);
+    double best_peer = 1e30;
+    for (auto pd : peer_dtypes) {
+      std::map<std::string, torch::Tensor> w;
+      for (const auto& kv : model->named_parameters()) w[kv.key()] = kv.value().to(pd);
+      plain_forward(w, cfg, pixels);  // warm-up
+      double pbest = 1e30;
+      for (int r = 0; r < o.reps; ++r) {
+        bench::Timer t;
+        plain_forward(w, cfg, pixels);
+        pbest = std::min(pbest, t.seconds());
+      }
+      const auto ref = plain_forward(w, cfg, pixels).to(torch::kFloat32);
+      const std::string key = std::string("peer_plain_") + torch::toString(pd);
+      j[key + "_s_per_image"] = pbest / o.images * scale;
+      j[key + "_max_abs_diff_vs_ours"] = (ref - ours).abs().max().item<double>();
+      best_peer = std::min(best_peer, pbest / o.images * scale);
+    }
+    j["ratio_vs_fastest_plain_peer"] = s_per_image / best_peer;
+    spdlog::info("CLIP {}: ours {:.3f} s/image, fastest plain-libtorch peer {:.3f} s/image ({:.2f}x)",
+                 torch::toString(dtype), s_per_image, best_peer, s_per_image / best_peer);
+  }
   return j;
 }
 
@@ -77,6 +146,7 @@ void register_bench_clip(CLI::App& bench, Context& ctx) {
   sub->add_option("--layers", o->layers, "Encoder layers to build (time is scaled to 24)")
       ->capture_default_str()
       ->check(CLI::Range(1, 24));
+  sub->add_flag("!--no-peer", o->peer, "Skip the plain-libtorch tower on the same weights (fp32 and each dtype)");
   sub->callback([&ctx, o] {
     ctx.action = [o] {
       nlohmann::json j;
