@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "io/tensor_source.h"
+#include "kernels/linear_bf16.h"
 #include "util/error.h"
 #include "util/json.h"
 
@@ -18,12 +19,15 @@ using nlohmann::json;
 // GEMM helpers. With gemm_fp32 the operands are upcast and the fp32 result rounded once to the input dtype: what
 // a CUDA bf16 GEMM does (fp32 accumulation, one rounding), at fp32 speed on CPUs without native bf16 (there
 // libtorch's bf16 matmul is ~35x slower than fp32).
+// bf16 weights go through kernels::linear_bf16_weight, which widens a cache-sized block of rows at a time instead
+// of the whole weight on every call (same fp32 products; measured in docs/performance.md, CLIP session 9).
 torch::Tensor linear(const torch::Tensor& x, const LinearImpl& l, bool gemm_fp32) {
   if (!gemm_fp32) return torch::nn::functional::linear(x, l.weight, l.bias);
   const auto dt = x.scalar_type();
-  return torch::nn::functional::linear(x.to(torch::kFloat32), l.weight.to(torch::kFloat32),
-                                       l.bias.defined() ? l.bias.to(torch::kFloat32) : torch::Tensor())
-      .to(dt);
+  const auto b = l.bias.defined() ? l.bias.to(torch::kFloat32) : torch::Tensor();
+  if (l.weight.scalar_type() == torch::kBFloat16)
+    return kernels::linear_bf16_weight(x.to(torch::kFloat32), l.weight, b).to(dt);
+  return torch::nn::functional::linear(x.to(torch::kFloat32), l.weight.to(torch::kFloat32), b).to(dt);
 }
 
 json read_json_file(const std::filesystem::path& path, const char* what) {
