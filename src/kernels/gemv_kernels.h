@@ -46,8 +46,7 @@ void gemv_avx512_bf16_dispatch(const GemvArgsBf16& a, int64_t n0, int64_t n1);  
 // `prefetch` bytes ahead in each row (0: none). Each 16-weight block is widened without a shuffle: the low bf16 of
 // every 32-bit lane shifted up, the high one masked, against x split the same way once per call by split_x_avx2
 // (xs[16b + i] = x[16b + 2i], xs[16b + 8 + i] = x[16b + 2i + 1], i < 8, for the K & ~15 leading elements; the
-// K tail is summed from a.x). Supported: rows 1, 2, 4 with unroll 1, 2, 4, and rows 8 with unroll 1 (one accumulator
-// per row); prefetch 0, 256, 512, 1024.
+// K tail is summed from a.x). Supported: rows 1, 2, 4; unroll 1, 2, 4; prefetch 0, 256, 512, 1024.
 // `spread`: the `rows` rows of a tile are not adjacent but one from each of `rows` equal sub-bands of [n0, n1),
 // so each thread reads `rows` sequential streams far apart (the rest of the band, < rows rows, one at a time).
 struct Gemv1Tuning {
