@@ -3,13 +3,13 @@
 // peer: fp32 and the dtype's own), both measured in the same run.
 #include <spdlog/spdlog.h>
 
-#include <cmath>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
 #include "bench_cli.h"
+#include "peers.h"
 #include "models/clip_vision.h"
 
 namespace gill::cli {
@@ -29,42 +29,6 @@ double flops_per_image(const models::CLIPVisionConfig& c) {
   const double per_layer = 2 * T * (4 * D * D + 2 * D * I) + 2 * 2 * T * T * D;
   const double patch = 2 * double(c.num_patches()) * D * c.num_channels * c.patch_size * c.patch_size;
   return per_layer * c.num_hidden_layers + patch;
-}
-
-// The in-process peer: the same tower written with plain libtorch ops on `dtype` copies of the same weights, as
-// transformers 4.30's CLIPVisionModel runs it (torch::linear / conv2d / matmul / softmax / layer_norm in the weights'
-// dtype, no fusion, no compute policy). Returns the encoder output [B, 1 + P, D] (before post_layernorm).
-torch::Tensor plain_forward(const std::map<std::string, torch::Tensor>& w, const models::CLIPVisionConfig& c,
-                            const torch::Tensor& pixels) {
-  const auto P = [&](const std::string& k) -> const torch::Tensor& { return w.at("vision_model." + k); };
-  const int64_t D = c.hidden_size, H = c.num_attention_heads, hd = c.head_dim();
-  const auto px = pixels.to(P("embeddings.patch_embedding.weight").scalar_type());
-  const int64_t B = px.size(0);
-  auto x = torch::conv2d(px, P("embeddings.patch_embedding.weight"), {}, c.patch_size).flatten(2).transpose(1, 2);
-  x = torch::cat({P("embeddings.class_embedding").expand({B, 1, D}), x}, 1) + P("embeddings.position_embedding.weight");
-  auto ln = [&](const torch::Tensor& t, const std::string& k) {
-    return torch::layer_norm(t, {D}, P(k + ".weight"), P(k + ".bias"), c.layer_norm_eps);
-  };
-  auto lin = [&](const torch::Tensor& t, const std::string& k) {
-    return torch::linear(t, P(k + ".weight"), P(k + ".bias"));
-  };
-  x = ln(x, "pre_layrnorm");
-  const double scale = 1.0 / std::sqrt(double(hd));
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string L = "encoder.layers." + std::to_string(i) + ".";
-    auto h = ln(x, L + "layer_norm1");
-    const int64_t T = h.size(1);
-    auto heads = [&](const torch::Tensor& t) { return t.view({B, T, H, hd}).transpose(1, 2); };
-    auto q = heads(lin(h, L + "self_attn.q_proj") * scale), k = heads(lin(h, L + "self_attn.k_proj")),
-         v = heads(lin(h, L + "self_attn.v_proj"));
-    auto a = torch::softmax(torch::matmul(q, k.transpose(-1, -2)), -1);
-    auto o = torch::matmul(a, v).transpose(1, 2).reshape({B, T, D});
-    x = x + lin(o, L + "self_attn.out_proj");
-    h = lin(ln(x, L + "layer_norm2"), L + "mlp.fc1");
-    h = h * torch::sigmoid(1.702 * h);  // quick_gelu
-    x = x + lin(h, L + "mlp.fc2");
-  }
-  return x;
 }
 
 nlohmann::json run_one(const BenchClipOptions& o, torch::Dtype dtype, double fp32_peak) {
@@ -113,16 +77,15 @@ nlohmann::json run_one(const BenchClipOptions& o, torch::Dtype dtype, double fp3
     if (dtype != torch::kFloat32) peer_dtypes.push_back(dtype);
     double best_peer = 1e30;
     for (auto pd : peer_dtypes) {
-      std::map<std::string, torch::Tensor> w;
-      for (const auto& kv : model->named_parameters()) w[kv.key()] = kv.value().to(pd);
-      plain_forward(w, cfg, pixels);  // warm-up
+      const auto w = bench::parameter_copies(*model, pd);
+      bench::plain_clip_forward(w, cfg, pixels);  // warm-up
       double pbest = 1e30;
       for (int r = 0; r < o.reps; ++r) {
         bench::Timer t;
-        plain_forward(w, cfg, pixels);
+        bench::plain_clip_forward(w, cfg, pixels);
         pbest = std::min(pbest, t.seconds());
       }
-      const auto ref = plain_forward(w, cfg, pixels).to(torch::kFloat32);
+      const auto ref = bench::plain_clip_forward(w, cfg, pixels).to(torch::kFloat32);
       const std::string key = std::string("peer_plain_") + torch::toString(pd);
       j[key + "_s_per_image"] = pbest / o.images * scale;
       j[key + "_max_abs_diff_vs_ours"] = (ref - ours).abs().max().item<double>();

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
+#include "peers.h"
 #include "turn_shapes.h"
 #include "bench_cli.h"
 #include "io/tensor_source.h"
@@ -50,6 +51,12 @@ struct BenchTurnOptions {
   double guidance = 7.5;
   int64_t index_size = -1;  // retrieval candidates; -1 = 1,000,000 (real) / 1000 (tiny)
   int size = -1;            // image size; -1 = 512 (real) / 64 (tiny)
+  // The peers (issue 18): diffusers' results files from this session (../shared/peers/unet_vae.py); libtorch's
+  // plain path for OPT (no cache) and CLIP, timed here.
+  std::vector<std::string> diffusers;
+  int64_t peer_points = 2;   // lengths at which the plain no-cache forward is timed
+  int64_t peer_repeats = 2;  // timed forwards per length (the best counts)
+  int64_t peer_layers = 0;   // 0: the whole model; K: timed with 0 and K layers, extrapolated in the layer count
 };
 
 // Like models::init_random (normal(0, 0.02) for matrices and biases, normal(1, 0.1) for norm weights) but
@@ -173,6 +180,26 @@ std::pair<double, double> fit_line(const std::vector<std::pair<int64_t, double>>
   const double den = n * sll - sl * sl;
   const double b = den == 0 ? 0.0 : (n * slt - sl * st) / den;
   return {(st - b * sl) / n, b};
+}
+
+// Seconds of a forward through all `n` layers: `run(layers)` timed whole (k == 0 or k >= n), or with 0 and k
+// layers and extrapolated linearly in the layer count (every layer has the same shape).
+template <typename Run>
+double layer_extrapolated(Run&& run, int64_t n, int64_t k) {
+  if (k <= 0 || k >= n) return run(n);
+  const double t0 = run(0), tk = run(k);
+  return t0 + (tk - t0) * double(n) / double(k);
+}
+
+template <typename F>
+double best_of(int64_t repeats, F&& f) {
+  double best = 1e30;
+  for (int64_t r = 0; r < repeats; ++r) {
+    bench::Timer t;
+    f();
+    best = std::min(best, t.seconds());
+  }
+  return best;
 }
 
 std::string loadavg() {
@@ -491,6 +518,110 @@ int run_bench_turn(const BenchTurnOptions& o) {
   }
   j["ratios"] = ratios;
 
+  // ---- The reference's algorithm on the peers' kernels (issue 18): diffusers' UNet call and VAE decode from its
+  // results file (same session, fastest dtype in it), libtorch's plain modules for OPT (no cache, torch::linear in
+  // the storage dtype everywhere, as transformers runs the model) and for CLIP (plain ops, the faster of fp32
+  // copies and the storage dtype). The small stages (decision, retrieval, mapper, SD text encoder) keep our times.
+  if (!o.diffusers.empty()) {
+    const bench::DiffusersPeer dp = bench::read_diffusers_peer(o.diffusers);
+    nlohmann::json pj;
+    pj["diffusers"] = {{"unet_guided_call_s", dp.unet_call_s}, {"unet_dtype", dp.unet_dtype},
+                       {"vae_decode_s", dp.vae_decode_s},      {"vae_dtype", dp.vae_dtype},
+                       {"sources", dp.sources}};
+    // OPT, plain libtorch, no cache.
+    auto& layers = lm_model->decoder()->layer_list;
+    const auto all_layers = layers;
+    const int64_t n_layers = static_cast<int64_t>(all_layers.size());
+    const auto saved_compute = lm_model->compute_dtype();
+    lm_model->set_compute_dtype(dtype);
+    lm_model->use_gill_kernels(false);
+    std::vector<int64_t> ppoints;
+    {
+      const int64_t np = std::max<int64_t>(1, std::min<int64_t>(o.peer_points, o.tokens));
+      for (int64_t p = 0; p < np; ++p)
+        ppoints.push_back(lengths[static_cast<size_t>(np == 1 ? 0 : p * (o.tokens - 1) / (np - 1))]);
+      ppoints.erase(std::unique(ppoints.begin(), ppoints.end()), ppoints.end());
+    }
+    std::vector<std::pair<int64_t, double>> ppts;
+    nlohmann::json ppj = nlohmann::json::array();
+    const auto full_c = full.to(dtype);
+    for (int64_t L : ppoints) {
+      auto run = [&](int64_t n) {
+        layers.assign(all_layers.begin(), all_layers.begin() + n);
+        models::OPTForwardOptions fo;
+        fo.output_hidden_states = true;
+        const double s = best_of(o.peer_repeats, [&] {
+          auto out = lm_model->forward(full_c.narrow(1, 0, L), nullptr, fo);
+          (void)pipeline::greedy_pick(out.logits[0][L - 1].to(torch::kFloat32));
+        });
+        spdlog::info("peer: plain libtorch OPT forward, no cache, {} positions, {} layers: {:.2f} s", L, n, s);
+        return s;
+      };
+      const double s = layer_extrapolated(run, n_layers, o.peer_layers);
+      layers = all_layers;
+      ppts.emplace_back(L, s);
+      ppj.push_back({{"length", L}, {"s", s}});
+    }
+    lm_model->use_gill_kernels(true);
+    lm_model->set_compute_dtype(saved_compute);
+    double peer_lm = 0;
+    {
+      const auto [a, b] = fit_line(ppts);
+      for (int64_t L : lengths) peer_lm += a + b * double(L);
+    }
+    pj["lm"] = {{"forward_no_cache", ppj},
+                {"s", peer_lm},
+                {"dtype", io::torch_dtype_name(dtype)},
+                {"layers", n_layers},
+                {"s_per_step", peer_lm / double(o.tokens)}};
+    // CLIP, plain libtorch: the fp32 copy and the storage dtype; the faster counts.
+    const auto pixels = models::clip_preprocess_batch({image}, preprocess);
+    nlohmann::json cj;
+    double peer_clip = 1e30;
+    std::vector<torch::Dtype> cdts{torch::kFloat32};
+    if (dtype != torch::kFloat32) cdts.push_back(dtype);
+    for (auto cd : cdts) {
+      const auto cw = bench::parameter_copies(*clip, cd);
+      auto run = [&](int64_t n) {
+        auto c = sh.clip;
+        c.num_hidden_layers = n;
+        (void)bench::plain_clip_forward(cw, c, pixels);  // warm-up
+        return best_of(o.peer_repeats, [&] { (void)bench::plain_clip_forward(cw, c, pixels); });
+      };
+      const double s = layer_extrapolated(run, sh.clip.num_hidden_layers, o.peer_layers);
+      cj[io::torch_dtype_name(cd)] = s;
+      peer_clip = std::min(peer_clip, s);
+      spdlog::info("peer: plain libtorch CLIP {}: {:.2f} s/image", io::torch_dtype_name(cd), s);
+    }
+    cj["s"] = peer_clip;
+    cj["calls"] = g.clip.size();
+    pj["clip"] = cj;
+    Span our_clip;
+    for (const auto& c : g.clip) our_clip = our_clip + c;
+    const double our_unet = (calls_run + steady * calls_left).wall;
+    const double peer_turn = ref_turn.wall - our_unet - g.sd.vae.wall - our_clip.wall - ref_lm.wall +
+                             double(n_calls_total) * dp.unet_call_s + dp.vae_decode_s +
+                             double(g.clip.size()) * peer_clip + peer_lm;
+    pj["turn_s"] = peer_turn;
+    pj["replaced"] = {{"unet_s", our_unet}, {"vae_s", g.sd.vae.wall}, {"clip_s", our_clip.wall}, {"lm_s", ref_lm.wall}};
+    pj["ratio_generate"] = peer_turn / engine_gen.wall;
+    pj["ratio_retrieve"] = peer_turn / engine_ret.wall;
+    pj["meets_generate"] = peer_turn / engine_gen.wall >= 1.8;
+    pj["meets_retrieve"] = peer_turn / engine_ret.wall >= 20.0;
+    pj["method"] = detail::str_cat(
+        "the reference turn with its UNet calls (", n_calls_total, " x diffusers' guided call), VAE decode (diffusers), CLIP calls "
+        "(plain libtorch, preprocessing not counted) and no-cache decoding (plain libtorch OPT, timed at ",
+        ppoints.size(), " lengths, best of ", o.peer_repeats,
+        o.peer_layers > 0 ? detail::str_cat(", each with 0 and ", o.peer_layers, " layers extrapolated to all layers")
+                          : std::string(", whole model"),
+        "; a line t = a + b*length summed over the steps) replaced by the peers' times; wall seconds");
+    j["peers"] = pj;
+    spdlog::info("reference turn on the peers' kernels: {:.1f} s (generate {:.2f}x, retrieve {:.1f}x)", peer_turn,
+                 peer_turn / engine_gen.wall, peer_turn / engine_ret.wall);
+  } else {
+    j["peers"] = "not run: pass --diffusers FILE (../shared/peers/unet_vae.py's results from this session)";
+  }
+
   nlohmann::json method;
   method["engine_generate"] = calls_left == 0
                                   ? std::string("measured: one run_turn, every UNet call run")
@@ -546,6 +677,20 @@ void register_bench_turn(CLI::App& bench, Context& ctx) {
   sub->add_option("--index-size", o->index_size, "Retrieval candidates (-1: 1,000,000 real / 1000 tiny)")
       ->capture_default_str();
   sub->add_option("--size", o->size, "Generated image size in pixels (-1: 512 real / 64 tiny)")->capture_default_str();
+  sub->add_option("--diffusers", o->diffusers,
+                  "diffusers' results file(s) from this session (../shared/peers/unet_vae.py): the reference turn "
+                  "on the peers' kernels")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--peer-points", o->peer_points, "Lengths at which the plain-libtorch no-cache forward is timed")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--peer-repeats", o->peer_repeats, "Timed plain-libtorch forwards per length (best counts)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--peer-layers", o->peer_layers,
+                  "0: time the peers' whole OPT and CLIP; K: with 0 and K layers, extrapolated to all layers")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   sub->callback([&ctx, o] { ctx.action = [o] { return run_bench_turn(*o); }; });
 }
 

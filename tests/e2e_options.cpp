@@ -95,6 +95,57 @@ TEST(GillBench, HelpListsNoBenchmarkAndGillBenchHasThemAll) {
     EXPECT_NE(out.find(std::string("\n  ") + name + " "), std::string::npos) << name << " in:\n" << out;
 }
 
+// gill-bench turn's reference on the peers' kernels: the fastest diffusers dtype per stage is taken from the results
+// file, and the peer turn is the reference turn with its UNet, VAE, CLIP and no-cache LM times replaced by the
+// peers' (tiny shapes, every step and UNet call run). A malformed results file is refused by file and key.
+TEST(GillBench, TurnOnThePeersKernelsReplacesTheStagesItNames) {
+  const fs::path dir = gill::test::temp_dir("bench_turn_peers");
+  const fs::path good = dir / "diffusers.json", bad = dir / "bad.json";
+  gill::write_file_atomic(good.string(), R"({"diffusers_version": "0.17.1", "unet_fp32": {"min_s": 2.0},
+      "unet_bf16": {"min_s": 3.0}, "vae_decode_fp32": {"min_s": 4.0}, "vae_decode_bf16": {"min_s": 1.5}})");
+  gill::write_file_atomic(bad.string(), R"({"unet_fp32": {"min_s": "fast"}, "vae_decode_fp32": {"min_s": 1.0}})");
+  const std::vector<std::string> args{"-t", "1", "turn", "--shape", "tiny", "--steps", "3", "--unet-calls", "0",
+                                      "--ref-points", "0", "--peer-points", "2", "--peer-repeats", "1"};
+  auto with = [&](std::vector<std::string> extra) {
+    auto a = args;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  for (const std::string layers : {"0", "1"}) {
+    auto r = gill::test::run_program(gill::test::bench_path(), with({"--diffusers", good.string(), "--peer-layers", layers}));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const json j = json::parse(r.out);
+    const json& p = j["peers"];
+    ASSERT_TRUE(p.is_object()) << p;
+    EXPECT_EQ(p["diffusers"]["unet_guided_call_s"], 2.0);
+    EXPECT_EQ(p["diffusers"]["unet_dtype"], "fp32");
+    EXPECT_EQ(p["diffusers"]["vae_decode_s"], 1.5);
+    EXPECT_EQ(p["diffusers"]["vae_dtype"], "bf16");
+    const double calls = j["stages"]["unet_calls_total"].get<double>();
+    EXPECT_EQ(calls, 4);
+    const double expect = j["reference"]["turn"]["s"].get<double>() - p["replaced"]["unet_s"].get<double>() -
+                          p["replaced"]["vae_s"].get<double>() - p["replaced"]["clip_s"].get<double>() -
+                          p["replaced"]["lm_s"].get<double>() + calls * 2.0 + 1.5 +
+                          p["clip"]["calls"].get<double>() * p["clip"]["s"].get<double>() + p["lm"]["s"].get<double>();
+    EXPECT_NEAR(p["turn_s"].get<double>(), expect, 1e-9 * expect);
+    EXPECT_DOUBLE_EQ(p["replaced"]["lm_s"].get<double>(), j["reference"]["lm"]["s"].get<double>());
+    EXPECT_DOUBLE_EQ(p["replaced"]["vae_s"].get<double>(), j["stages"]["vae_decode"]["s"].get<double>());
+    EXPECT_DOUBLE_EQ(p["ratio_generate"].get<double>(),
+                     p["turn_s"].get<double>() / j["engine"]["generate_turn"]["s"].get<double>());
+    EXPECT_EQ(p["lm"]["forward_no_cache"].size(), 2u);
+    EXPECT_GT(p["lm"]["s"].get<double>(), 0);
+    EXPECT_GT(p["clip"]["s"].get<double>(), 0);
+  }
+  auto r = gill::test::run_program(gill::test::bench_path(), with({"--diffusers", bad.string()}));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(bad.string()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("unet_fp32.min_s"), std::string::npos) << r.err;
+  auto none = gill::test::run_program(gill::test::bench_path(), with({}));
+  ASSERT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_TRUE(json::parse(none.out)["peers"].is_string());
+  fs::remove_all(dir);
+}
+
 }  // namespace
 
 namespace {

@@ -89,6 +89,22 @@ TEST(VAE, LegacyAttentionNamesLoad) {
   std::filesystem::remove_all(dir);
 }
 
+// The mid-block attention hands back its input's layout: its [B, HW, C] result viewed as [B, C, H, W] is
+// channels-last, and carrying that on put every later layer of the fp32 (NCHW) path on slower kernels.
+TEST(VAE, AttentionKeepsTheInputLayout) {
+  torch::InferenceMode guard;
+  auto& attn = fp32_vae()->decoder->mid_block->attention;
+  const int64_t C = fp32_vae()->config.block_out_channels.back();
+  auto x = torch::randn({1, C, 5, 6});
+  auto y = attn(x);
+  EXPECT_TRUE(y.is_contiguous());
+  auto ycl = attn(x.contiguous(torch::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(ycl.is_contiguous(torch::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(tensors_close(ycl, y, 1e-5, 1e-6, "channels-last vs NCHW"));
+  // and the decoder's output after it is NCHW all the way (fp32 policy)
+  EXPECT_TRUE(fp32_vae()->decoder->mid_block(x).is_contiguous());
+}
+
 TEST(VAE, Bf16StorageStaysClose) {
   torch::InferenceMode guard;
   models::ModuleOptions o;

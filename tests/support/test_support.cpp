@@ -113,10 +113,17 @@ static std::string shell_quote(const std::string& s) {
 
 CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text,
                   const std::vector<std::string>& wrapper) {
+  return run_program(cli_path(), args, stdin_text, wrapper);
+}
+
+fs::path bench_path() { return cli_path().parent_path() / "gill-bench"; }
+
+CliResult run_program(const fs::path& exe, const std::vector<std::string>& args, const std::string& stdin_text,
+                      const std::vector<std::string>& wrapper) {
   fs::path dir = temp_dir("cli");
   std::string cmd;
   for (const auto& w : wrapper) cmd += shell_quote(w) + " ";
-  cmd += shell_quote(cli_path().string());
+  cmd += shell_quote(exe.string());
   for (const auto& a : args) cmd += " " + shell_quote(a);
   {
     std::ofstream in(dir / "stdin");

@@ -53,6 +53,11 @@ struct CliResult {
 // under (e.g. {"setpriv", ..., "--"}), empty for none.
 CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text = "",
                   const std::vector<std::string>& wrapper = {});
+// The same for another program (e.g. bench_path()).
+CliResult run_program(const std::filesystem::path& exe, const std::vector<std::string>& args,
+                      const std::string& stdin_text = "", const std::vector<std::string>& wrapper = {});
+// gill-bench, built beside the gill CLI.
+std::filesystem::path bench_path();
 
 // The message of the gill::Error that fn throws, or "no error".
 std::string error_of(const std::function<void()>& fn);
