@@ -6,17 +6,30 @@
 #include <cstdlib>
 #include <iostream>
 
+#include <gill/system.h>
+
 #include "bench_cli.h"
 #include "util/error.h"
 #include "util/threads.h"
 
 int main(int argc, char** argv) {
-  // As the gill CLI (tools/gill/main.cpp): OpenMP reads OMP_WAIT_POLICY when the runtime loads; busy-waiting
-  // workers distort every measurement on a small machine, so re-execute once with a passive policy unless the
-  // user chose one. Set GILL_NO_REEXEC=1 to skip.
-  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GILL_NO_REEXEC")) {
-    ::setenv("OMP_WAIT_POLICY", "passive", 1);
-    ::execv("/proc/self/exe", argv);  // only returns on failure: carry on in this process
+  // As the gill CLI (tools/gill/main.cpp): OpenMP reads OMP_WAIT_POLICY and OpenBLAS its variables when they
+  // load; re-execute once with a passive policy and gill::recommended_environment(), so a benchmark measures what
+  // the CLI runs, never replacing a value the user set (that is how an A/B run picks the other value). Set
+  // GILL_NO_REEXEC=1 to skip.
+  if (!std::getenv("GILL_NO_REEXEC")) {
+    bool changed = false;
+    if (!std::getenv("OMP_WAIT_POLICY")) {
+      ::setenv("OMP_WAIT_POLICY", "passive", 1);
+      changed = true;
+    }
+    for (const auto& [key, value] : gill::recommended_environment()) {  // what the gill CLI runs with
+      if (std::getenv(key.c_str())) continue;
+      ::setenv(key.c_str(), value.c_str(), 0);
+      ::setenv(("GILL_SET_" + key).c_str(), value.c_str(), 1);
+      changed = true;
+    }
+    if (changed) ::execv("/proc/self/exe", argv);  // only returns on failure: carry on in this process
   }
   CLI::App app{"gill-bench — gill's benchmarks at real model shapes with random weights (JSON on stdout)",
                "gill-bench"};

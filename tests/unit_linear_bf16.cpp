@@ -40,6 +40,25 @@ TEST(LinearBf16, BatchedInputShapeAndBlocking) {
   EXPECT_TRUE(tensors_close(got, torch::matmul(x, w.to(torch::kFloat32).t()), 1e-5, 1e-4, "blocked"));
 }
 
+// The block size benchmarks can set (gill-bench gemm): any size, including blocks of fewer rows than 8 (the floor)
+// and a last block of fewer rows, gives the same product; 0 restores the default.
+TEST(LinearBf16, EveryBlockSizeMatchesMatmul) {
+  const int64_t def = kernels::blocked_gemm_block_elems();
+  torch::manual_seed(11);
+  auto w = torch::randn({203, 96}).to(torch::kBFloat16);
+  auto x = torch::randn({12, 96});
+  auto b = torch::randn({203});
+  const auto want = torch::nn::functional::linear(x, w.to(torch::kFloat32), b);
+  for (int64_t elems : {int64_t(1), int64_t(96 * 9 + 5), int64_t(96 * 50), int64_t(1) << 20}) {
+    kernels::set_blocked_gemm_block_elems(elems);
+    EXPECT_EQ(kernels::blocked_gemm_block_elems(), elems);
+    auto got = kernels::linear_bf16_weight(x, w, b, Bf16LinearPath::kBlockedGemm);
+    EXPECT_TRUE(tensors_close(got, want, 1e-5, 1e-4, "block elems " + std::to_string(elems)));
+  }
+  kernels::set_blocked_gemm_block_elems(0);
+  EXPECT_EQ(kernels::blocked_gemm_block_elems(), def);
+}
+
 TEST(LinearBf16, BadInputs) {
   auto w = torch::zeros({4, 8}, torch::kBFloat16);
   auto msg = [&](const torch::Tensor& x, const torch::Tensor& ww) {

@@ -70,9 +70,10 @@ void widen(const uint16_t* src, float* dst, int64_t n) {
 
 // Widen kBlockElems weights at a time (8 MiB of fp32: stays in L3 between the widening and the GEMM).
 constexpr int64_t kBlockElems = int64_t(2) << 20;
+std::atomic<int64_t> g_block_elems{0};  // 0: kBlockElems
 
 void run_blocked_gemm(const torch::Tensor& x2, const uint16_t* w, int64_t N, int64_t K, torch::Tensor& y) {
-  int64_t block_rows = std::max<int64_t>(8, kBlockElems / std::max<int64_t>(K, 1));
+  int64_t block_rows = std::max<int64_t>(8, blocked_gemm_block_elems() / std::max<int64_t>(K, 1));
   block_rows = std::min(block_rows, N);
   auto buf = torch::empty({block_rows, K}, torch::kFloat32);
   for (int64_t n0 = 0; n0 < N; n0 += block_rows) {
@@ -84,6 +85,12 @@ void run_blocked_gemm(const torch::Tensor& x2, const uint16_t* w, int64_t N, int
 }
 
 }  // namespace
+
+void set_blocked_gemm_block_elems(int64_t elems) { g_block_elems.store(std::max<int64_t>(0, elems)); }
+int64_t blocked_gemm_block_elems() {
+  const int64_t e = g_block_elems.load(std::memory_order_relaxed);
+  return e > 0 ? e : kBlockElems;
+}
 
 void use_avx2_row_order_gemv(bool on) { g_avx2_row_order.store(on, std::memory_order_relaxed); }
 

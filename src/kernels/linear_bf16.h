@@ -40,6 +40,11 @@ GemvKernel default_gemv_kernel();
 // (false). For benchmarks that time both in one run (gill-bench gemv, lm --compare-gemv1); process-wide.
 void use_avx2_row_order_gemv(bool on);
 
+// Weights widened per block on the many-rows path (elements; 0 = the default, 2^21 = 8 MiB of fp32). For
+// benchmarks that compare block sizes in one run (gill-bench gemm); process-wide.
+void set_blocked_gemm_block_elems(int64_t elems);
+int64_t blocked_gemm_block_elems();
+
 // y = x W^T + b. x: [..., K] fp32 or bf16; w: [N, K] bf16; b: [N] fp32, bf16 or undefined. Returns [..., N] in x's
 // dtype. `kernel` picks the GEMV kernel (must be one the CPU runs: kInvalidArgument otherwise).
 // Throws kInvalidArgument on dtype/shape/device mismatches.
