@@ -4,9 +4,12 @@
 // "generate". Our engine (KV cache, SD only for "generate") runs through pipeline::run_turn; the reference's
 // algorithm (kohjingyu/gill @4600b71 GILLModel.generate: a full OPT forward over the growing sequence at every
 // step, all positions' logits and hidden states; SD run for every block) is timed on the same machine with the
-// same kernels. Prints one JSON object. See docs/performance.md ("GILL turn").
+// same kernels and, with --diffusers, on the peers' kernels (diffusers' UNet/VAE times from its results file,
+// plain-libtorch OPT and CLIP timed here; bench/peers.h). Prints one JSON object. See docs/performance.md
+// ("GILL turn").
 //   flock /tmp/gill-bench.lock nice -n 19 gill -t 2 bench turn                    (real shapes, ~18 GB RSS)
 //   gill-bench turn --shape tiny --steps 3 --unet-calls 0 --ref-points 0           (seconds: smoke test)
+//   ... turn --diffusers results-unet_vae.json --peer-layers 1       (AVX2: the plain bf16 OPT is slow; extrapolate)
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
