@@ -30,4 +30,17 @@ class Timer {
   std::chrono::steady_clock::time_point start_;
 };
 
+// Seconds of the fastest of `reps` calls of fn() (no warm-up: the caller makes one where it matters).
+template <typename Fn>
+double best_seconds(long long reps, Fn&& fn) {
+  double best = 1e30;
+  for (long long i = 0; i < reps; ++i) {
+    Timer t;
+    fn();
+    const double s = t.seconds();
+    if (s < best) best = s;
+  }
+  return best;
+}
+
 }  // namespace gill::cli::bench

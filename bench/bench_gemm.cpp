@@ -30,17 +30,6 @@ struct Shape {
   int64_t n, k, m;
 };
 
-template <typename F>
-double gemm_best_time(int reps, F&& f) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    bench::Timer t;
-    f();
-    best = std::min(best, t.seconds());
-  }
-  return best;
-}
-
 int run_bench_gemm(const BenchGemmOptions& o) {
   c10::InferenceMode guard;
   nlohmann::json j;
@@ -72,12 +61,12 @@ int run_bench_gemm(const BenchGemmOptions& o) {
     const double flops = 2.0 * double(s.n) * double(s.k) * double(s.m);
     nlohmann::json r{{"shape", s.name}, {"n", s.n}, {"k", s.k}, {"m", s.m}};
     (void)torch::nn::functional::linear(x, w32);
-    const double ceil_s = gemm_best_time(o.reps, [&] { (void)torch::nn::functional::linear(x, w32); });
+    const double ceil_s = bench::best_seconds(o.reps, [&] { (void)torch::nn::functional::linear(x, w32); });
     r["fp32_copy_gflops"] = flops / ceil_s / 1e9;
     auto time_block = [&](int64_t elems) {
       kernels::set_blocked_gemm_block_elems(elems);
       (void)kernels::linear_bf16_weight(x, w, {});
-      const double t = gemm_best_time(o.reps, [&] { (void)kernels::linear_bf16_weight(x, w, {}); });
+      const double t = bench::best_seconds(o.reps, [&] { (void)kernels::linear_bf16_weight(x, w, {}); });
       kernels::set_blocked_gemm_block_elems(0);
       return flops / t / 1e9;
     };

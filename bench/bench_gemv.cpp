@@ -115,13 +115,7 @@ __attribute__((target("avx2"))) uint64_t read_tiles8(const uint8_t* p, int64_t b
 template <typename Fn>
 double best_of(int reps, Fn&& fn) {
   fn();  // warm-up
-  double best = 1e30;
-  for (int i = 0; i < reps; ++i) {
-    bench::Timer t;
-    fn();
-    best = std::min(best, t.seconds());
-  }
-  return best;
+  return bench::best_seconds(reps, fn);
 }
 
 // GB/s of a parallel read over [p, p + bytes), split in contiguous halves (one per thread).

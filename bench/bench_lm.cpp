@@ -53,18 +53,6 @@ double weight_bytes(models::OPTForCausalLM& m) {
   return b;
 }
 
-// Seconds for fn() (best of `reps`).
-template <typename Fn>
-double best_time(int reps, Fn&& fn) {
-  double best = 1e30;
-  for (int i = 0; i < reps; ++i) {
-    bench::Timer t;
-    fn();
-    best = std::min(best, t.seconds());
-  }
-  return best;
-}
-
 // Our bf16 linear vs libtorch's bf16 linear on one weight shape, for M rows.
 // x in `dt`, the activation dtype the policy picked (fp32: widened weights; bf16: bf16 GEMV / oneDNN).
 nlohmann::json kernel_compare(int64_t n, int64_t k, int64_t m, torch::Dtype dt) {
@@ -73,8 +61,8 @@ nlohmann::json kernel_compare(int64_t n, int64_t k, int64_t m, torch::Dtype dt) 
   auto xb = x.to(torch::kBFloat16);
   kernels::linear_bf16_weight(x, w, {});
   const int reps = m == 1 ? 5 : 2;
-  const double ours = best_time(reps, [&] { kernels::linear_bf16_weight(x, w, {}); });
-  const double lib = best_time(m == 1 ? 3 : 1, [&] { torch::nn::functional::linear(xb, w); });
+  const double ours = bench::best_seconds(reps, [&] { kernels::linear_bf16_weight(x, w, {}); });
+  const double lib = bench::best_seconds(m == 1 ? 3 : 1, [&] { torch::nn::functional::linear(xb, w); });
   const double bytes = static_cast<double>(w.nbytes()), flops = 2.0 * n * k * m;
   return {{"shape", {n, k}}, {"rows", m}, {"activations", io::torch_dtype_name(dt)}, {"ours_s", ours}, {"libtorch_bf16_s", lib},
           {"ours_gbs", bytes / ours / 1e9}, {"libtorch_gbs", bytes / lib / 1e9},

@@ -194,15 +194,13 @@ double layer_extrapolated(Run&& run, int64_t n, int64_t k) {
   return t0 + (tk - t0) * double(n) / double(k);
 }
 
-template <typename F>
-double best_of(int64_t repeats, F&& f) {
-  double best = 1e30;
-  for (int64_t r = 0; r < repeats; ++r) {
-    bench::Timer t;
-    f();
-    best = std::min(best, t.seconds());
-  }
-  return best;
+// `np` of the step lengths, spread evenly from the first to the last (duplicates dropped; np >= 2).
+std::vector<int64_t> spread_lengths(const std::vector<int64_t>& lengths, int64_t np) {
+  std::vector<int64_t> out;
+  const auto n = static_cast<int64_t>(lengths.size());
+  for (int64_t p = 0; p < np; ++p) out.push_back(lengths[static_cast<size_t>(p * (n - 1) / (np - 1))]);
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 std::string loadavg() {
@@ -398,9 +396,7 @@ int run_bench_turn(const BenchTurnOptions& o) {
   if (every_step) {
     points = lengths;
   } else {
-    const int64_t np = std::max<int64_t>(2, o.ref_points);
-    for (int64_t p = 0; p < np; ++p) points.push_back(lengths[static_cast<size_t>(p * (o.tokens - 1) / (np - 1))]);
-    points.erase(std::unique(points.begin(), points.end()), points.end());
+    points = spread_lengths(lengths, std::max<int64_t>(2, o.ref_points));
   }
   std::vector<std::pair<int64_t, double>> pts_wall, pts_cpu;
   nlohmann::json ref_pts = nlohmann::json::array();
@@ -538,13 +534,8 @@ int run_bench_turn(const BenchTurnOptions& o) {
     const auto saved_compute = lm_model->compute_dtype();
     lm_model->set_compute_dtype(dtype);
     lm_model->use_gill_kernels(false);
-    std::vector<int64_t> ppoints;
-    {
-      const int64_t np = std::max<int64_t>(1, std::min<int64_t>(o.peer_points, o.tokens));
-      for (int64_t p = 0; p < np; ++p)
-        ppoints.push_back(lengths[static_cast<size_t>(np == 1 ? 0 : p * (o.tokens - 1) / (np - 1))]);
-      ppoints.erase(std::unique(ppoints.begin(), ppoints.end()), ppoints.end());
-    }
+    const std::vector<int64_t> ppoints = o.peer_points == 1 ? std::vector<int64_t>{lengths.front()}
+                                                            : spread_lengths(lengths, std::min(o.peer_points, o.tokens));
     std::vector<std::pair<int64_t, double>> ppts;
     nlohmann::json ppj = nlohmann::json::array();
     const auto full_c = full.to(dtype);
@@ -553,7 +544,7 @@ int run_bench_turn(const BenchTurnOptions& o) {
         layers.assign(all_layers.begin(), all_layers.begin() + n);
         models::OPTForwardOptions fo;
         fo.output_hidden_states = true;
-        const double s = best_of(o.peer_repeats, [&] {
+        const double s = bench::best_seconds(o.peer_repeats, [&] {
           auto out = lm_model->forward(full_c.narrow(1, 0, L), nullptr, fo);
           (void)pipeline::greedy_pick(out.logits[0][L - 1].to(torch::kFloat32));
         });
@@ -589,7 +580,7 @@ int run_bench_turn(const BenchTurnOptions& o) {
         auto c = sh.clip;
         c.num_hidden_layers = n;
         (void)bench::plain_clip_forward(cw, c, pixels);  // warm-up
-        return best_of(o.peer_repeats, [&] { (void)bench::plain_clip_forward(cw, c, pixels); });
+        return bench::best_seconds(o.peer_repeats, [&] { (void)bench::plain_clip_forward(cw, c, pixels); });
       };
       const double s = layer_extrapolated(run, sh.clip.num_hidden_layers, o.peer_layers);
       cj[io::torch_dtype_name(cd)] = s;

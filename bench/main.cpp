@@ -23,12 +23,7 @@ int main(int argc, char** argv) {
       ::setenv("OMP_WAIT_POLICY", "passive", 1);
       changed = true;
     }
-    for (const auto& [key, value] : gill::recommended_environment()) {  // what the gill CLI runs with
-      if (std::getenv(key.c_str())) continue;
-      ::setenv(key.c_str(), value.c_str(), 0);
-      ::setenv(("GILL_SET_" + key).c_str(), value.c_str(), 1);
-      changed = true;
-    }
+    if (gill::apply_recommended_environment()) changed = true;  // what the gill CLI runs with
     if (changed) ::execv("/proc/self/exe", argv);  // only returns on failure: carry on in this process
   }
   CLI::App app{"gill-bench — gill's benchmarks at real model shapes with random weights (JSON on stdout)",

@@ -27,4 +27,9 @@ SystemInfo system_info();
 //   for (auto& [k, v] : gill::recommended_environment()) setenv(k.c_str(), v.c_str(), 0);  then exec itself.
 std::vector<std::pair<std::string, std::string>> recommended_environment();
 
+// Sets each recommended variable the user has not set, and GILL_SET_<NAME> beside it (so `gill info` can say who
+// set it); true when anything was set, i.e. when the process must re-execute itself for the values to take effect.
+// What the `gill` CLI and `gill-bench` run at start.
+bool apply_recommended_environment();
+
 }  // namespace gill

@@ -1,5 +1,7 @@
 #include <gill/system.h>
 
+#include <cstdlib>
+
 #include "util/compute_policy.h"
 #include "util/cpu.h"
 #include "util/threads.h"
@@ -26,6 +28,17 @@ std::vector<std::pair<std::string, std::string>> recommended_environment() {
   const auto advice = util::openblas_core_advice();
   if (!advice.set_coretype.empty()) env.emplace_back("OPENBLAS_CORETYPE", advice.set_coretype);
   return env;
+}
+
+bool apply_recommended_environment() {
+  bool changed = false;
+  for (const auto& [key, value] : recommended_environment()) {
+    if (std::getenv(key.c_str())) continue;
+    ::setenv(key.c_str(), value.c_str(), 0);
+    ::setenv(("GILL_SET_" + key).c_str(), value.c_str(), 1);
+    changed = true;
+  }
+  return changed;
 }
 
 }  // namespace gill

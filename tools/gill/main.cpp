@@ -41,12 +41,7 @@ int main(int argc, char** argv) {
       ::setenv("OMP_WAIT_POLICY", "passive", 1);
       changed = true;
     }
-    for (const auto& [key, value] : gill::recommended_environment()) {
-      if (std::getenv(key.c_str())) continue;
-      ::setenv(key.c_str(), value.c_str(), 0);
-      ::setenv(("GILL_SET_" + key).c_str(), value.c_str(), 1);  // so `gill info` can say who set it
-      changed = true;
-    }
+    if (gill::apply_recommended_environment()) changed = true;
     if (changed) ::execv("/proc/self/exe", argv);  // only returns on failure: carry on in this process
   }
 
