@@ -3,6 +3,8 @@
 // peer: fp32 and the dtype's own), both measured in the same run.
 #include <spdlog/spdlog.h>
 
+#include <torch/csrc/autograd/profiler_legacy.h>
+
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -11,6 +13,8 @@
 #include "bench_cli.h"
 #include "peers.h"
 #include "models/clip_vision.h"
+#include "util/compute_policy.h"
+#include "util/cpu.h"
 
 namespace gill::cli {
 namespace {
@@ -21,6 +25,8 @@ struct BenchClipOptions {
   std::string dtypes = "fp32,bf16";
   int layers = 24;      // ViT-L/14 has 24; fewer for a quick run (time is scaled back to 24)
   bool peer = true;     // also time the plain-libtorch tower on the same weights
+  std::string compute = "auto";  // compute policy for bf16/fp16 weights, decided as the engine decides it
+  std::string profile;           // write libtorch's profile of one more forward of ours (chrome trace), per dtype
 };
 
 // FLOPs of one image through the tower (GEMMs and attention matmuls only).
@@ -32,6 +38,7 @@ double flops_per_image(const models::CLIPVisionConfig& c) {
 }
 
 nlohmann::json run_one(const BenchClipOptions& o, torch::Dtype dtype, double fp32_peak) {
+  std::string j_profile;
   models::CLIPVisionConfig cfg;  // ViT-L/14 (gill-spec 5.1)
   cfg.hidden_size = 1024;
   cfg.intermediate_size = 4096;
@@ -41,6 +48,7 @@ nlohmann::json run_one(const BenchClipOptions& o, torch::Dtype dtype, double fp3
   cfg.image_size = 224;
   models::ModuleOptions mo;
   mo.dtype = dtype;
+  mo.compute = util::decide_compute(util::cpu_features(), util::parse_compute_mode(o.compute));
   bench::Timer t_init;
   models::CLIPVisionModel model(cfg, mo);
   models::init_random(*model, 0);
@@ -56,6 +64,15 @@ nlohmann::json run_one(const BenchClipOptions& o, torch::Dtype dtype, double fp3
     best = std::min(best, s);
     total += s;
   }
+  if (!o.profile.empty()) {  // one more forward under libtorch's profiler: every op with its CPU time
+    const std::string path = o.profile + "." + torch::toString(dtype) + ".json";
+    {
+      torch::autograd::profiler::RecordProfile prof(path);
+      model->forward(pixels);
+    }
+    j_profile = path;
+    spdlog::info("CLIP {}: profile of one forward written to {}", torch::toString(dtype), path);
+  }
   const double scale = 24.0 / o.layers;  // report for the full 24-layer tower
   const double s_per_image = best / o.images * scale;
   auto full = cfg;
@@ -68,6 +85,8 @@ nlohmann::json run_one(const BenchClipOptions& o, torch::Dtype dtype, double fp3
   j["gflops"] = gflops;
   j["fraction_of_fp32_gemm_peak"] = gflops / fp32_peak;
   j["gemm_fp32"] = model->gemm_fp32();
+  j["compute_policy"] = mo.compute.describe();
+  if (!j_profile.empty()) j["profile"] = j_profile;
   j["init_s"] = init_s;
   j["meets_target_0_58_s"] = s_per_image <= 0.58;
   // The plain-libtorch peer on the same weights, in fp32 and in this dtype (the faster one is the one to beat).
@@ -109,6 +128,11 @@ void register_bench_clip(CLI::App& bench, Context& ctx) {
   sub->add_option("--layers", o->layers, "Encoder layers to build (time is scaled to 24)")
       ->capture_default_str()
       ->check(CLI::Range(1, 24));
+  sub->add_option("--compute", o->compute, "auto | fp32 | bf16 compute policy for bf16 weights (as gill --compute)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+  sub->add_option("--profile", o->profile,
+                  "Also write libtorch's profile of one forward of ours to PREFIX.<dtype>.json (chrome trace)");
   sub->add_flag("!--no-peer", o->peer, "Skip the plain-libtorch tower on the same weights (fp32 and each dtype)");
   sub->callback([&ctx, o] {
     ctx.action = [o] {
@@ -116,6 +140,7 @@ void register_bench_clip(CLI::App& bench, Context& ctx) {
       j["bench"] = "clip";
       j["model"] = "ViT-L/14 vision tower (hidden 1024, 24 layers, 257 tokens), random weights";
       j["threads"] = torch::get_num_threads();
+      j["cpu"] = util::cpu_features().describe();
       j["images_per_forward"] = o->images;
       const double peak = bench::gemm_gflops("fp32", 2048);
       j["gemm_gflops_fp32"] = peak;

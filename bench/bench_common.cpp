@@ -50,6 +50,14 @@ static double status_field_gb(const char* field) {
 double peak_rss_gb() { return status_field_gb("VmHWM:"); }
 double current_rss_gb() { return status_field_gb("VmRSS:"); }
 
+double anon_huge_pages_gb() {
+  std::ifstream in("/proc/self/smaps_rollup");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("AnonHugePages:", 0) == 0) return std::stod(line.substr(14)) * 1024.0 / 1e9;
+  return 0.0;
+}
+
 void drop_file_cache(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) return;

@@ -56,14 +56,6 @@ struct HugeBuffer {
   HugeBuffer& operator=(const HugeBuffer&) = delete;
 };
 
-double anon_huge_pages_gb() {
-  std::ifstream in("/proc/self/smaps_rollup");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("AnonHugePages:", 0) == 0) return std::stod(line.substr(14)) * 1024 / 1e9;
-  return 0;
-}
-
 // Random bf16 weights of magnitude ~2^-6..2^-5 (signs random), filled in parallel.
 void fill_random_bf16(uint16_t* p, int64_t n) {
   at::parallel_for(0, n, int64_t(1) << 20, [&](int64_t b, int64_t e) {
@@ -143,7 +135,7 @@ int run_bench(const BenchGemvOptions& o) {
   auto* w16 = reinterpret_cast<uint16_t*>(buf.data);
   fill_random_bf16(w16, pool / 2);
   j["pool_gb"] = double(pool) / 1e9;
-  j["pool_anon_huge_pages_gb"] = anon_huge_pages_gb();
+  j["pool_anon_huge_pages_gb"] = bench::anon_huge_pages_gb();
   {  // libtorch's sum over this same buffer (random bits read as fp32): the floor's kernel on this memory
     auto t = torch::from_blob(buf.data, {pool / 4}, torch::kFloat32);
     const double s = best_of(o.reps, [&] { (void)t.sum(); });

@@ -132,7 +132,9 @@ int run_bench(const BenchLmOptions& o) {
   const double params = wbytes / (dtype == torch::kBFloat16 ? 2.0 : 4.0);
   j["weight_gb"] = wbytes / 1e9;
   j["compute_dtype"] = io::torch_dtype_name(model->compute_dtype());
-  spdlog::info("loaded {} ({:.2f} GB) warm in {:.2f} s", dir.string(), wbytes / 1e9, j["load_s"].get<double>());
+  j["anon_huge_pages_gb"] = bench::anon_huge_pages_gb();  // --weights memory: how much of the copy got 2 MiB pages
+  spdlog::info("loaded {} ({:.2f} GB) warm in {:.2f} s; {:.2f} GB in anonymous huge pages", dir.string(), wbytes / 1e9,
+               j["load_s"].get<double>(), j["anon_huge_pages_gb"].get<double>());
 
   // Prefill: FLOPs of the weight GEMMs (2 * params per token, the position table excluded; the lm_head counts
   // once, for the last position only) + attention.

@@ -35,6 +35,8 @@
 #include "pipeline/gill_model.h"
 #include "pipeline/retrieval.h"
 #include "pipeline/sd_pipeline.h"
+#include "util/compute_policy.h"
+#include "util/cpu.h"
 #include "util/error.h"
 
 namespace gill::cli {
@@ -43,7 +45,8 @@ namespace {
 
 struct BenchTurnOptions {
   std::string shape = "real";  // real | tiny
-  std::string dtype = "bf16";  // storage of OPT, CLIP, SD (compute is fp32 on the CPU)
+  std::string dtype = "bf16";  // storage of OPT, CLIP, SD
+  std::string compute = "auto";  // compute policy, decided as the engine decides it (util::decide_compute)
   int64_t prompt_tokens = 20;  // text tokens after BOS (the image adds 4 embeddings)
   int64_t tokens = 32;         // decoding steps (the reference's num_words; the [IMG] block is one step)
   int64_t img_step = -1;       // step at which [IMG0] is picked; -1 = tokens - 8
@@ -181,7 +184,8 @@ std::pair<double, double> fit_line(const std::vector<std::pair<int64_t, double>>
     sl += double(l), st += t, sll += double(l) * double(l), slt += double(l) * t;
   }
   const double den = n * sll - sl * sl;
-  const double b = den == 0 ? 0.0 : (n * slt - sl * st) / den;
+  // A longer forward does all of a shorter one's work: a negative slope is timing noise (tiny shapes), counted as 0.
+  const double b = den == 0 ? 0.0 : std::max(0.0, (n * slt - sl * st) / den);
   return {(st - b * sl) / n, b};
 }
 
@@ -191,7 +195,7 @@ template <typename Run>
 double layer_extrapolated(Run&& run, int64_t n, int64_t k) {
   if (k <= 0 || k >= n) return run(n);
   const double t0 = run(0), tk = run(k);
-  return t0 + (tk - t0) * double(n) / double(k);
+  return t0 + std::max(0.0, tk - t0) * double(n) / double(k);  // more layers never cost less: below is noise
 }
 
 // `np` of the step lengths, spread evenly from the first to the last (duplicates dropped; np >= 2).
@@ -224,13 +228,17 @@ int run_bench_turn(const BenchTurnOptions& o) {
   GILL_CHECK(size % 8 == 0, ErrorCode::kInvalidArgument, "--size must be a multiple of 8, got ", size);
   const int64_t index_size = o.index_size >= 0 ? o.index_size : (real ? 1000000 : 1000);
   const torch::Dtype dtype = io::parse_torch_dtype(o.dtype);
-  const models::ModuleOptions mo{dtype, torch::kCPU};
-  const models::ModuleOptions mo32{torch::kFloat32, torch::kCPU};
+  models::ModuleOptions mo{dtype, torch::kCPU};
+  mo.compute = util::decide_compute(util::cpu_features(), util::parse_compute_mode(o.compute));
+  models::ModuleOptions mo32{torch::kFloat32, torch::kCPU};
+  mo32.compute = mo.compute;
 
   nlohmann::json j;
   j["bench"] = "turn";
   j["shape"] = o.shape;
   j["storage_dtype"] = io::torch_dtype_name(dtype);
+  j["cpu"] = util::cpu_features().describe();
+  j["compute_policy"] = mo.compute.describe();
   j["threads"] = torch::get_num_threads();
   j["loadavg_start"] = loadavg();
   j["gemm_gflops_fp32_2048"] = bench::gemm_gflops("fp32", 2048);
@@ -239,7 +247,7 @@ int run_bench_turn(const BenchTurnOptions& o) {
   nlohmann::json load;
   auto lm_model = build<models::OPTForCausalLM>(
       load, "opt", [&] { return models::OPTForCausalLM(sh.opt, mo); }, 1);
-  lm_model->set_compute_dtype(models::compute_dtype(models::ModuleOptions{dtype, torch::kCPU}));
+  lm_model->set_compute_dtype(models::compute_dtype(mo));
   spdlog::info("OPT built in {:.1f} s", load["opt"]["s"].get<double>());
   auto clip = build<models::CLIPVisionModel>(
       load, "clip_vision", [&] { return models::CLIPVisionModel(sh.clip, mo); }, 2);
@@ -655,8 +663,11 @@ void register_bench_turn(CLI::App& bench, Context& ctx) {
       "turn", "A whole GILL turn (image + text prompt, 32 steps, one [IMG] block, SD) vs the reference's algorithm");
   auto o = std::make_shared<BenchTurnOptions>();
   sub->add_option("--shape", o->shape, "real (OPT-6.7B, ViT-L/14, SD v1.5) | tiny (smoke test)")->capture_default_str();
-  sub->add_option("--dtype", o->dtype, "weight storage: bf16 | fp32 (compute is fp32 on the CPU)")
+  sub->add_option("--dtype", o->dtype, "weight storage: bf16 | fp32")
       ->capture_default_str();
+  sub->add_option("--compute", o->compute, "auto | fp32 | bf16 compute policy for bf16 weights (as gill --compute)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   sub->add_option("--prompt-tokens", o->prompt_tokens, "Text tokens in the prompt (after BOS)")->capture_default_str();
   sub->add_option("--tokens", o->tokens, "Decoding steps (num_words; the [IMG] block is one)")->capture_default_str();
   sub->add_option("--img-step", o->img_step, "Step at which [IMG0] is picked (-1: tokens - 8)")->capture_default_str();

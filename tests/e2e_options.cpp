@@ -95,6 +95,33 @@ TEST(GillBench, HelpListsNoBenchmarkAndGillBenchHasThemAll) {
     EXPECT_NE(out.find(std::string("\n  ") + name + " "), std::string::npos) << name << " in:\n" << out;
 }
 
+// gill-bench clip and turn run the compute policy asked (default auto, as the engine decides it) and record it: a
+// bf16 CLIP tower under fp32 compute runs its GEMMs on fp32 copies, under bf16 compute in bf16 (any CPU: emulated
+// where not native). An unknown policy is refused by name.
+TEST(GillBench, ClipAndTurnRunTheComputePolicyAsked) {
+  for (const std::string compute : {"fp32", "bf16"}) {
+    auto r = gill::test::run_program(gill::test::bench_path(), {"-t", "1", "clip", "--layers", "1", "--reps", "1",
+                                                                "--no-peer", "--dtypes", "bf16", "--compute", compute});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const json j = json::parse(r.out);
+    ASSERT_EQ(j["results"].size(), 1u) << j;
+    const json& res = j["results"][0];
+    EXPECT_EQ(res["compute_policy"].get<std::string>().rfind("compute " + compute + " (asked " + compute, 0), 0u)
+        << res;
+    EXPECT_EQ(res["gemm_fp32"].get<bool>(), compute == "fp32") << res;
+  }
+  auto t = gill::test::run_program(gill::test::bench_path(), {"-t", "1", "turn", "--shape", "tiny", "--steps", "2",
+                                                              "--ref-points", "2", "--compute", "fp32"});
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_EQ(json::parse(t.out)["compute_policy"].get<std::string>().rfind("compute fp32 (asked fp32", 0), 0u) << t.out;
+  for (const char* bench : {"clip", "turn"}) {
+    auto bad = gill::test::run_program(gill::test::bench_path(), {bench, "--compute", "fast"});
+    EXPECT_NE(bad.exit_code, 0) << bench;
+    EXPECT_NE(bad.err.find("--compute"), std::string::npos) << bad.err;
+    EXPECT_NE(bad.err.find("fast"), std::string::npos) << bad.err;
+  }
+}
+
 // gill-bench turn's reference on the peers' kernels: the fastest diffusers dtype per stage is taken from the results
 // file, and the peer turn is the reference turn with its UNet, VAE, CLIP and no-cache LM times replaced by the
 // peers' (tiny shapes, every step and UNet call run). A malformed results file is refused by file and key.

@@ -118,6 +118,10 @@ torch::Tensor conv(const Conv2d& m, const torch::Tensor& x);
 torch::Tensor group_norm(const GroupNorm& m, const torch::Tensor& x);
 // GroupNorm followed by SiLU, in place on the normalised tensor (one less full-size temporary).
 torch::Tensor group_norm_silu(const GroupNorm& m, const torch::Tensor& x);
+// LayerNorm over the last `dim` features. bf16/fp16 inputs on the CPU are normalised in fp32 and rounded once to
+// their dtype (faster there than libtorch's reduced-precision kernel, and one rounding).
+torch::Tensor layer_norm(const torch::Tensor& x, int64_t dim, const torch::Tensor& weight, const torch::Tensor& bias,
+                         double eps);
 torch::Tensor layer_norm(const LayerNorm& m, const torch::Tensor& x);
 
 // Multi-head attention core as diffusers' AttnProcessor computes it: q [B,N,H*d], k/v [B,M,H*d] ->

@@ -218,6 +218,9 @@ torch::Tensor OPTForCausalLMImpl::linear(const torch::Tensor& x, const Linear& l
 }
 
 torch::Tensor OPTForCausalLMImpl::layer_norm(const torch::Tensor& x, const LayerNorm& ln) const {
+  // gill's (fp32 normalisation of bf16 activations), or libtorch's own kernel in the activations' dtype, as
+  // transformers runs it (the plain-libtorch peer, use_gill_kernels(false)).
+  if (gill_kernels_) return ops::layer_norm(ln, x);
   return torch::layer_norm(x, {ln->dim}, ln->weight, ln->bias, ln->eps);
 }
 

@@ -111,7 +111,7 @@ class OPTForCausalLMImpl : public torch::nn::Module, public CausalLM {
   void set_compute_dtype(torch::Dtype dtype);
   torch::Dtype compute_dtype() const { return compute_dtype_; }
   torch::Dtype storage_dtype() const override { return storage_dtype_; }
-  // false: every linear is libtorch's own (torch::linear in the compute dtype), as transformers runs the model;
+  // false: every linear and LayerNorm is libtorch's own (torch::linear in the compute dtype), as transformers runs it;
   // the in-process peer of the benchmarks. Default true (gill's bf16-weight kernels).
   void use_gill_kernels(bool on) { gill_kernels_ = on; }
 
