@@ -103,6 +103,28 @@ TEST(LinearBf16, EveryGemvKernelMatchesFp32Linear) {
   }
 }
 
+// OPT-like rows (K = 4096) and long rows with a K tail (K = 20001) on every kernel, split over the threads as the
+// engine splits them: every row computed once, against fp64 sums. Bound: 1e-6 of sum |x||w| (fp32 sums in another
+// order; a row left out or done twice is off by far more).
+TEST(LinearBf16, LongRowsEveryRowOnEveryKernel) {
+  for (auto kern : runnable_kernels())
+    for (int64_t m : {1, 3, 8})
+      for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{300, 4096}, {37, 20001}}) {
+        torch::manual_seed(m + n + k);
+        auto w = torch::randn({n, k}).to(torch::kBFloat16);
+        auto x = torch::randn({m, k});
+        auto b = torch::randn({n});
+        auto want = torch::nn::functional::linear(x.to(torch::kDouble), w.to(torch::kDouble), b.to(torch::kDouble));
+        auto mag = torch::nn::functional::linear(x.to(torch::kDouble).abs(), w.to(torch::kDouble).abs(),
+                                                 b.to(torch::kDouble).abs());
+        auto got = kernels::linear_bf16_weight(x, w, b, Bf16LinearPath::kGemv, kern);
+        auto err = (got.to(torch::kDouble) - want).abs();
+        EXPECT_TRUE((err <= mag * 1e-6).all().item<bool>())
+            << util::gemv_kernel_name(kern) << " m=" << m << " n=" << n << " k=" << k << " max err "
+            << err.max().item<double>() << " bound " << (mag * 1e-6).min().item<double>();
+      }
+}
+
 // bf16 activations (the bf16 compute policy): the exact products of the bf16 operands summed in fp32, rounded to bf16
 // once. Reference: the same sums in fp64, rounded to bf16; bound: one bf16 rounding (2^-8 relative) plus fp32
 // summation error.
@@ -110,7 +132,7 @@ TEST(LinearBf16, Bf16ActivationsEveryKernelAndGemm) {
   for (auto kern : runnable_kernels()) {
     for (auto path : {Bf16LinearPath::kGemv, Bf16LinearPath::kBlockedGemm})
       for (int64_t m : {1, 4, 8, 11})
-        for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{3, 7}, {33, 64}, {65, 95}, {128, 1024}}) {
+        for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{3, 7}, {33, 64}, {65, 95}, {128, 1024}, {300, 4096}}) {
           torch::manual_seed(m * 11 + n + k);
           auto w = torch::randn({n, k}).to(torch::kBFloat16);
           auto x = torch::randn({m, k}).to(torch::kBFloat16);
