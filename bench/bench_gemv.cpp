@@ -4,8 +4,9 @@
 // this buffer) and plain AVX2 read loops of our own over the same buffer (one sequential stream per thread, and the
 // 8-row tile pattern). Each shape is laid out as many copies as fit the buffer (far more than the caches) and one
 // pass calls every copy once, as the decoder's layers do. Variants: the engine's path (kernels::linear_bf16_weight,
-// fp32 activations: on AVX2 the row-order kernel at gemv1_avx2_tuning(K)), the same with the 8-row tile kernel
-// instead, and the row-order kernel's tunings (rows per tile, unroll, software prefetch, rows spread or adjacent).
+// fp32 activations: on AVX2 the row-order kernel at gemv1_avx2_tuning(K), on AVX-512 one row at a time), the same
+// with the 8-row tile kernel instead, both again with bf16 activations where the CPU has AVX512-BF16, and the AVX2
+// row-order kernel's tunings (rows per tile, unroll, software prefetch, rows spread or adjacent).
 //   flock /tmp/cpu.lock gill-bench -t 2 gemv
 #include <immintrin.h>
 #include <spdlog/spdlog.h>
@@ -165,7 +166,8 @@ int run_bench(const BenchGemvOptions& o) {
   const std::vector<std::tuple<int64_t, int64_t, int64_t>> shapes{
       {4096, 4096, 4 * 32}, {16384, 4096, 32}, {4096, 16384, 32}, {50272, 4096, 1}};
   nlohmann::json js = nlohmann::json::array();
-  double token_engine = 0, token_tiles8 = 0, token_bytes = 0;
+  double token_engine = 0, token_tiles8 = 0, token_bytes = 0, token_engine_bf16x = 0, token_tiles8_bf16x = 0;
+  const bool bf16x = kernels::default_gemv_kernel() == util::GemvKernel::kAvx512Bf16;
   for (const auto& shape : shapes) {
     // Plain locals, not a structured binding: the lambdas below capture them (C++17 forbids capturing bindings).
     const int64_t N = std::get<0>(shape), K = std::get<1>(shape), per_token = std::get<2>(shape);
@@ -179,12 +181,12 @@ int run_bench(const BenchGemvOptions& o) {
     auto x = torch::randn({1, K});
     const double pass_bytes = double(copies * mat_bytes);
     nlohmann::json r{{"shape", {N, K}}, {"copies", copies}, {"pass_gb", pass_bytes / 1e9}};
-    auto time_engine = [&] {
+    auto time_engine = [&](const torch::Tensor& xin) {
       return best_of(o.reps, [&] {
-        for (auto& w : ws) kernels::linear_bf16_weight(x, w, {});
+        for (auto& w : ws) kernels::linear_bf16_weight(xin, w, {});
       });
     };
-    const double t_engine = time_engine();
+    const double t_engine = time_engine(x);
     auto y_ref = torch::nn::functional::linear(x, ws[0].to(torch::kFloat32));
     r["engine_gbs"] = pass_bytes / t_engine / 1e9;
     r["engine_us_per_call"] = t_engine / copies * 1e6;
@@ -194,13 +196,29 @@ int run_bench(const BenchGemvOptions& o) {
       return ((y - y_ref).abs().max() / y_ref.abs().max()).item<double>();
     };
     r["engine_max_rel_diff"] = rel(kernels::linear_bf16_weight(x, ws[0], {}));
-    if (avx2) {  // the engine's one-token AVX2 kernel is the row-order one; the 8-row tiles beside it
-      kernels::use_avx2_row_order_gemv(false);
-      const double t = time_engine();
+    if (avx2) {  // the engine's one-token kernel is the row-order one (AVX2, AVX-512); the 8-row tiles beside it
+      kernels::use_row_order_gemv(false);
+      const double t = time_engine(x);
       r["tiles8_engine_gbs"] = pass_bytes / t / 1e9;
       r["tiles8_engine_max_rel_diff"] = rel(kernels::linear_bf16_weight(x, ws[0], {}));
-      kernels::use_avx2_row_order_gemv(true);
+      kernels::use_row_order_gemv(true);
       token_tiles8 += t / copies * per_token;
+    }
+    if (bf16x) {  // bf16 activations (the bf16 compute policy's decode): vdpbf16ps, row order and 8-row tiles
+      auto xb = x.to(torch::kBFloat16);
+      auto y_refb = torch::nn::functional::linear(xb.to(torch::kFloat32), ws[0].to(torch::kFloat32));
+      auto relb = [&](const torch::Tensor& y) {
+        return ((y.to(torch::kFloat32) - y_refb).abs().max() / y_refb.abs().max()).item<double>();
+      };
+      const double tb = time_engine(xb);
+      r["engine_bf16x_gbs"] = pass_bytes / tb / 1e9;
+      r["engine_bf16x_max_rel_diff"] = relb(kernels::linear_bf16_weight(xb, ws[0], {}));
+      token_engine_bf16x += tb / copies * per_token;
+      kernels::use_row_order_gemv(false);
+      const double t8 = time_engine(xb);
+      r["tiles8_engine_bf16x_gbs"] = pass_bytes / t8 / 1e9;
+      kernels::use_row_order_gemv(true);
+      token_tiles8_bf16x += t8 / copies * per_token;
     }
     nlohmann::json jv = nlohmann::json::array();
     std::vector<float> xs(static_cast<size_t>(K));
@@ -220,8 +238,9 @@ int run_bench(const BenchGemvOptions& o) {
                     {"gbs", pass_bytes / t / 1e9}, {"max_rel_diff", rel(y)}});
     }
     r["row_order_tunings"] = jv;
-    spdlog::info("[{}, {}]: engine {:.1f} GB/s, 8-row tile kernel {:.1f} GB/s", N, K, r["engine_gbs"].get<double>(),
-                 r.value("tiles8_engine_gbs", 0.0));
+    spdlog::info("[{}, {}]: engine {:.1f} GB/s, 8-row tile kernel {:.1f} GB/s; bf16 activations {:.1f} / {:.1f} GB/s",
+                 N, K, r["engine_gbs"].get<double>(), r.value("tiles8_engine_gbs", 0.0),
+                 r.value("engine_bf16x_gbs", 0.0), r.value("tiles8_engine_bf16x_gbs", 0.0));
     js.push_back(r);
   }
   j["shapes"] = js;
@@ -229,6 +248,10 @@ int run_bench(const BenchGemvOptions& o) {
   j["opt6.7b_token_gemv_gb"] = token_bytes / 1e9;
   j["opt6.7b_token_gemv_s_engine"] = token_engine;
   if (avx2) j["opt6.7b_token_gemv_s_tiles8"] = token_tiles8;
+  if (bf16x) {
+    j["opt6.7b_token_gemv_s_engine_bf16x"] = token_engine_bf16x;
+    j["opt6.7b_token_gemv_s_tiles8_bf16x"] = token_tiles8_bf16x;
+  }
   j["opt6.7b_token_floor_s_torch_sum"] = token_bytes / (j["read_gbs_torch_sum"].get<double>() * 1e9);
   std::cout << j.dump() << std::endl;
   return 0;

@@ -3,6 +3,7 @@
 #include "kernels/gemv_kernels.h"
 #include "test_support.h"
 #include "util/error.h"
+#include "util/threads.h"
 
 using namespace gill;
 using gill::test::tensors_close;
@@ -201,3 +202,91 @@ TEST(LinearBf16, RowOrderAvx2KernelEveryTuningMatchesMatmul) {
   EXPECT_FALSE(kernels::gemv::gemv1_avx2_supports({3, 2, 0, false}));
 }
 #endif
+
+#ifdef GILL_GEMV_X86
+// The one-token AVX-512 kernels, rows in memory order (fp32 and bf16 activations): every K tail around their steps
+// (16/32 for fp32 activations, 32/64 for bf16) and N not a multiple of anything, each call over two bands as the
+// threads split them (y starts as NaN: a row left out fails). fp32 activations: an fp32 matmul on the widened
+// weights; bf16: fp64 sums of the exact products, bound 1e-6 of sum |x||w| (fp32 sums in another order).
+TEST(LinearBf16, RowOrderAvx512KernelsEveryTailMatchesMatmul) {
+  if (!util::can_run(util::cpu_features(), kernels::GemvKernel::kAvx512Bf16))
+    GTEST_SKIP() << "this CPU has no AVX512-BF16 (" << util::cpu_features().describe() << ")";
+  for (int64_t k : {1, 15, 16, 17, 31, 32, 33, 47, 48, 63, 64, 65, 95, 96, 97, 1000, 4096})
+    for (int64_t n : {1, 7, 70}) {
+      torch::manual_seed(n * 1000 + k);
+      auto w = torch::randn({n, k}).to(torch::kBFloat16);
+      auto b = torch::randn({n});
+      const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr());
+      const std::string what = "n=" + std::to_string(n) + " k=" + std::to_string(k);
+      {
+        auto x = torch::randn({k});
+        auto y = torch::full({n}, std::nanf(""));
+        kernels::gemv::GemvArgs a{x.data_ptr<float>(), k, 1, wp, k, y.data_ptr<float>(), n, b.data_ptr<float>()};
+        kernels::gemv::gemv1_avx512_f32_rows(a, 0, n / 3);
+        kernels::gemv::gemv1_avx512_f32_rows(a, n / 3, n);
+        EXPECT_TRUE(tensors_close(y, torch::matmul(w.to(torch::kFloat32), x) + b, 1e-5, 1e-4, "fp32 x " + what));
+      }
+      {
+        auto x = torch::randn({k}).to(torch::kBFloat16);
+        auto y = torch::full({n}, std::nanf(""));
+        kernels::gemv::GemvArgsBf16 a{reinterpret_cast<const uint16_t*>(x.data_ptr()), k, 1, wp, k,
+                                      y.data_ptr<float>(), n, b.data_ptr<float>()};
+        kernels::gemv::gemv1_avx512_bf16_rows(a, 0, n / 3);
+        kernels::gemv::gemv1_avx512_bf16_rows(a, n / 3, n);
+        auto want = torch::matmul(w.to(torch::kDouble), x.to(torch::kDouble)) + b.to(torch::kDouble);
+        auto mag = torch::matmul(w.to(torch::kDouble).abs(), x.to(torch::kDouble).abs()) + b.to(torch::kDouble).abs();
+        auto err = (y.to(torch::kDouble) - want).abs();
+        EXPECT_TRUE((err <= mag * 1e-6).all().item<bool>())
+            << "bf16 x " << what << " max err " << err.max().item<double>();
+      }
+    }
+}
+#endif
+
+// One token through linear_bf16_weight with the row-order kernels (the default) and with the 8-row tiles
+// (use_row_order_gemv(false), what gill-bench times beside them): the same products on every kernel, both dtypes.
+TEST(LinearBf16, OneTokenRowOrderAndTilesAgree) {
+  for (auto kern : runnable_kernels())
+    for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
+      torch::manual_seed(5);
+      auto w = torch::randn({203, 1000}).to(torch::kBFloat16);
+      auto x = torch::randn({1, 1000}).to(dt);
+      auto b = torch::randn({203});
+      auto rows = kernels::linear_bf16_weight(x, w, b, Bf16LinearPath::kGemv, kern);
+      kernels::use_row_order_gemv(false);
+      auto tiles = kernels::linear_bf16_weight(x, w, b, Bf16LinearPath::kGemv, kern);
+      kernels::use_row_order_gemv(true);
+      auto want = torch::nn::functional::linear(x.to(torch::kFloat32), w.to(torch::kFloat32), b);
+      const std::string what = std::string(util::gemv_kernel_name(kern)) + (dt == torch::kFloat32 ? " fp32" : " bf16");
+      const double rtol = dt == torch::kFloat32 ? 1e-5 : std::ldexp(1.0, -8);  // bf16 x: one bf16 rounding of y
+      EXPECT_TRUE(tensors_close(rows.to(torch::kFloat32), want, rtol, 1e-4, "row order " + what));
+      EXPECT_TRUE(tensors_close(tiles.to(torch::kFloat32), want, rtol, 1e-4, "tiles " + what));
+    }
+}
+
+// gill's own parallel loops (the GEMV kernels') run on the threads libtorch is given, not on the calling thread
+// alone: at::parallel_for is inline, so this depends on gill's own code being built with OpenMP (CMakeLists.txt).
+// And splitting the rows over threads does not change a result: one thread and two give the same bits.
+TEST(LinearBf16, KernelsRunOnEveryThreadSameBits) {
+  const int saved = torch::get_num_threads();
+  torch::set_num_threads(2);
+  if (built_with_openmp()) {
+    EXPECT_EQ(parallel_loop_threads(), 2);
+  }
+  torch::manual_seed(9);
+  auto w = torch::randn({4099, 512}).to(torch::kBFloat16);
+  for (auto kern : runnable_kernels())
+    for (int64_t m : {1, 3})
+      for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
+        auto x = torch::randn({m, 512}).to(dt);
+        torch::set_num_threads(2);
+        auto two = kernels::linear_bf16_weight(x, w, {}, Bf16LinearPath::kGemv, kern);
+        torch::set_num_threads(1);
+        auto one = kernels::linear_bf16_weight(x, w, {}, Bf16LinearPath::kGemv, kern);
+        EXPECT_TRUE(torch::equal(one, two)) << util::gemv_kernel_name(kern) << " m=" << m;
+      }
+  torch::set_num_threads(saved);
+  if (!built_with_openmp())
+    GTEST_SKIP() << "built without OpenMP (a clang build): gill's own loops run on the calling thread, so only the "
+                    "same-bits half of this test ran";
+}

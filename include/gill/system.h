@@ -16,6 +16,8 @@ struct SystemInfo {
   std::string openblas_core;              // the OpenBLAS kernels in use ("" when OpenBLAS is not loaded)
   std::string openblas_advice;            // why OPENBLAS_CORETYPE is (not) worth setting
   int default_threads = 0;                // threads = 0 means this many (physical cores)
+  int kernel_threads = 0;                 // threads gill's own parallel loops (its kernels) run on, at the default
+  bool kernels_openmp = false;            // built with OpenMP; without it gill's own loops run on one thread
 };
 
 SystemInfo system_info();

@@ -20,6 +20,8 @@ SystemInfo system_info() {
   s.openblas_core = advice.core;
   s.openblas_advice = advice.reason;
   s.default_threads = default_thread_count();
+  s.kernel_threads = parallel_loop_threads(s.default_threads);
+  s.kernels_openmp = built_with_openmp();
   return s;
 }
 

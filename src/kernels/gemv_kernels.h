@@ -40,6 +40,13 @@ void gemv_avx2_dispatch(const GemvArgs& a, int64_t n0, int64_t n1);          // 
 void widen_avx2(const uint16_t* src, float* dst, int64_t n);                 // AVX2
 void gemv_avx512_f32_dispatch(const GemvArgs& a, int64_t n0, int64_t n1);    // AVX-512 F/BW
 void gemv_avx512_bf16_dispatch(const GemvArgsBf16& a, int64_t n0, int64_t n1);  // AVX512-BF16
+// One token (a.M is taken as 1) on the AVX-512 CPUs, weight rows read one at a time in memory order (one
+// sequential stream per thread), beside the dispatchers' 8-row tiles; a.ldy is unused.
+void gemv1_avx512_bf16_rows(const GemvArgsBf16& a, int64_t n0, int64_t n1);  // AVX512-BF16
+void gemv1_avx512_f32_rows(const GemvArgs& a, int64_t n0, int64_t n1);       // AVX-512 F/BW
+// fp32 activations take the row-order kernel up to this K (x within 32 KiB, read again for every row from L1);
+// longer rows keep the 8-row tiles (Zen 5, K = 16384: 31 against 48 GB/s; bf16 activations stream at every K).
+constexpr int64_t kGemv1Avx512F32RowsMaxK = 8192;
 
 // One token (M = 1) on AVX2 + FMA, weight rows read in memory order: a tile of `rows` adjacent rows at a time
 // (1: one sequential stream per thread), `unroll` blocks of 16 weights per step, an optional software prefetch

@@ -18,12 +18,19 @@ namespace {
 
 using namespace gemv;
 
-std::atomic<bool> g_avx2_row_order{true};  // won end to end on an AVX2 EPYC (docs/performance.md, session 9)
+// Won end to end on an AVX2 EPYC (docs/performance.md, session 9) and on an AVX512-BF16 Zen 5 (session 12).
+std::atomic<bool> g_row_order{true};
 
 void run_gemv(const float* x, int64_t M, const uint16_t* w, int64_t N, int64_t K, const float* bias, float* y,
               GemvKernel kernel) {
 #ifdef GILL_GEMV_X86
-  if (M == 1 && kernel == GemvKernel::kAvx2 && g_avx2_row_order.load(std::memory_order_relaxed)) {
+  const bool row_order = M == 1 && g_row_order.load(std::memory_order_relaxed);
+  if (row_order && kernel == GemvKernel::kAvx512Bf16 && K <= kGemv1Avx512F32RowsMaxK) {  // one stream per thread
+    GemvArgs a{x, K, 1, w, K, y, N, bias};
+    at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) { gemv1_avx512_f32_rows(a, begin, end); });
+    return;
+  }
+  if (row_order && kernel == GemvKernel::kAvx2) {
     // One token: the rows in memory order, one sequential stream per thread (see gemv_kernels.h).
     thread_local std::vector<float> xs_buf;  // the caller's; the workers get the pointer
     xs_buf.resize(static_cast<size_t>(K));
@@ -51,6 +58,11 @@ void run_gemv(const float* x, int64_t M, const uint16_t* w, int64_t N, int64_t K
 #ifdef GILL_GEMV_X86
 void run_gemv_bf16x(const uint16_t* x, int64_t M, const uint16_t* w, int64_t N, int64_t K, const float* bias,
                     float* y) {
+  if (M == 1 && g_row_order.load(std::memory_order_relaxed)) {  // one token: one sequential stream per thread
+    GemvArgsBf16 a{x, K, 1, w, K, y, N, bias};
+    at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) { gemv1_avx512_bf16_rows(a, begin, end); });
+    return;
+  }
   for (int64_t m0 = 0; m0 < M; m0 += kGemvMaxRows) {
     GemvArgsBf16 a{x + m0 * K, K, std::min<int64_t>(kGemvMaxRows, M - m0), w, K, y + m0 * N, N, bias};
     at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) { gemv_avx512_bf16_dispatch(a, begin, end); });
@@ -92,7 +104,7 @@ int64_t blocked_gemm_block_elems() {
   return e > 0 ? e : kBlockElems;
 }
 
-void use_avx2_row_order_gemv(bool on) { g_avx2_row_order.store(on, std::memory_order_relaxed); }
+void use_row_order_gemv(bool on) { g_row_order.store(on, std::memory_order_relaxed); }
 
 GemvKernel default_gemv_kernel() {
 #ifdef GILL_GEMV_X86

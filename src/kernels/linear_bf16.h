@@ -35,10 +35,12 @@ constexpr int64_t kGemvMaxRows = 8;
 // The GEMV kernel used when none is named: the best this CPU runs (util::best_gemv_kernel of the probe).
 GemvKernel default_gemv_kernel();
 
-// One token on the AVX2 kernel: the row-order kernel (gemv_kernels.h gemv1_avx2 with gemv1_avx2_tuning(K), true,
-// the default: OPT-6.7B decode 0.573 against 0.623-0.664 s/token for the 8-row tiles in one run) or the 8-row tiles
-// (false). For benchmarks that time both in one run (gill-bench gemv, lm --compare-gemv1); process-wide.
-void use_avx2_row_order_gemv(bool on);
+// One token (M = 1) on the AVX2 and AVX-512 kernels: the row-order kernels (true, the default; gemv_kernels.h:
+// gemv1_avx2 with gemv1_avx2_tuning(K), gemv1_avx512_bf16_rows, gemv1_avx512_f32_rows) or the 8-row tiles of the
+// many-token kernels (false). Row order won end to end on an AVX2 EPYC (OPT-6.7B decode 0.573 against 0.623-0.664
+// s/token) and on an AVX512-BF16 Zen 5 (docs/performance.md, session 12). For benchmarks that time both in one run
+// (gill-bench gemv, lm); process-wide.
+void use_row_order_gemv(bool on);
 
 // Weights widened per block on the many-rows path (elements; 0 = the default, 2^21 = 8 MiB of fp32). For
 // benchmarks that compare block sizes in one run (gill-bench gemm); process-wide.

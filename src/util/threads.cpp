@@ -2,7 +2,11 @@
 
 #include <unistd.h>
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -30,6 +34,28 @@ int set_threads(int n) {
   if (n <= 0) n = default_thread_count();
   torch::set_num_threads(n);
   return n;
+}
+
+bool built_with_openmp() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+int parallel_loop_threads(int n_threads) {
+  const int saved = at::get_num_threads();
+  if (n_threads > 0) at::set_num_threads(n_threads);
+  std::mutex mu;
+  std::set<std::thread::id> ids;
+  const int64_t n = 64 * static_cast<int64_t>(std::max(1, at::get_num_threads()));
+  at::parallel_for(0, n, 1, [&](int64_t, int64_t) {
+    std::lock_guard<std::mutex> lock(mu);
+    ids.insert(std::this_thread::get_id());
+  });
+  if (n_threads > 0) at::set_num_threads(saved);
+  return static_cast<int>(ids.size());
 }
 
 }  // namespace gill

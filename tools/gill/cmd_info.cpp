@@ -24,7 +24,8 @@ void register_info(CLI::App& app, Context& ctx) {
                             {"cpu_features", s.cpu_features}, {"native_bf16", s.native_bf16},
                             {"compute_auto", s.compute_auto}, {"openblas_core", s.openblas_core},
                             {"openblas_advice", s.openblas_advice}, {"recommended_environment", env},
-                            {"default_threads", s.default_threads}, {"devices", available_devices()}};
+                            {"default_threads", s.default_threads}, {"kernel_threads", s.kernel_threads},
+                            {"kernels_openmp", s.kernels_openmp}, {"devices", available_devices()}};
         std::cout << j.dump() << "\n";
         return 0;
       }
@@ -36,7 +37,9 @@ void register_info(CLI::App& app, Context& ctx) {
                 << "compute (auto): " << s.compute_auto << "\n"
                 << "openblas:       " << (s.openblas_core.empty() ? "(not loaded)" : s.openblas_core) << " — "
                 << s.openblas_advice << "\n"
-                << "threads:        " << s.default_threads << " by default (-t N)\n";
+                << "threads:        " << s.default_threads << " by default (-t N); gill's kernels on "
+                << s.kernel_threads
+                << (s.kernels_openmp ? "" : " (built without OpenMP: its own loops run on one thread)") << "\n";
       return 0;
     };
   });
