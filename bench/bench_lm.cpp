@@ -184,6 +184,26 @@ int run_bench(const BenchLmOptions& o) {
     spdlog::info("decode ({} weights): {:.3f} s/token (floor {:.3f} s)", io::residency_name(mo.residency), per_token,
                  floor_s);
   }
+  if (dtype == torch::kBFloat16) {
+    // The token's GEMVs alone on the model's own weights (every 2-D weight but the position table, the lm_head
+    // being the tied embedding), one call each, in the model's order: how far decode is from its kernels.
+    std::vector<std::pair<torch::Tensor, torch::Tensor>> calls;  // (weight, x)
+    for (const auto& p : model->named_parameters(true))
+      if (p.value().dim() == 2 && p.key().find("embed_positions") == std::string::npos)
+        calls.emplace_back(p.value(), torch::randn({1, p.value().size(1)}).to(model->compute_dtype()));
+    auto pass = [&] {
+      for (const auto& [w, x] : calls) (void)kernels::linear_bf16_weight(x, w, {});
+    };
+    pass();
+    int64_t misaligned = 0;
+    for (const auto& wx : calls) misaligned += reinterpret_cast<uintptr_t>(wx.first.data_ptr()) % 64 != 0;
+    j["weights_not_64b_aligned"] = misaligned;
+    spdlog::info("{} of {} weights start off a 64-byte boundary", misaligned, calls.size());
+    const double s = bench::best_seconds(3, pass);
+    j["decode_gemvs_only_s"] = s;
+    j["decode_gemvs_only_gbs"] = floor_s * read_gbs / s;
+    spdlog::info("the token's {} GEMVs alone: {:.3f} s ({:.1f} GB/s)", calls.size(), s, floor_s * read_gbs / s);
+  }
   if (o.compare_gemv1) {  // the default one-token kernel is the row-order one (AVX2, AVX-512); the 8-row tiles beside it
     kernels::use_row_order_gemv(false);
     const double per_token = time_decode(model);

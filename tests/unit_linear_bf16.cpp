@@ -205,41 +205,46 @@ TEST(LinearBf16, RowOrderAvx2KernelEveryTuningMatchesMatmul) {
 
 #ifdef GILL_GEMV_X86
 // The one-token AVX-512 kernels, rows in memory order (fp32 and bf16 activations): every K tail around their steps
-// (16/32 for fp32 activations, 32/64 for bf16) and N not a multiple of anything, each call over two bands as the
-// threads split them (y starts as NaN: a row left out fails). fp32 activations: an fp32 matmul on the widened
-// weights; bf16: fp64 sums of the exact products, bound 1e-6 of sum |x||w| (fp32 sums in another order).
+// (16/32 for fp32 activations, 32/64 for bf16), N not a multiple of anything, and weights starting 0-31 elements
+// past a 64-byte boundary (each row's loads are aligned first: the head), each call over two bands as the threads
+// split them (y starts as NaN: a row left out fails). fp32 activations: an fp32 matmul on the widened weights;
+// bf16: fp64 sums of the exact products, bound 1e-6 of sum |x||w| (fp32 sums in another order).
 TEST(LinearBf16, RowOrderAvx512KernelsEveryTailMatchesMatmul) {
   if (!util::can_run(util::cpu_features(), kernels::GemvKernel::kAvx512Bf16))
     GTEST_SKIP() << "this CPU has no AVX512-BF16 (" << util::cpu_features().describe() << ")";
   for (int64_t k : {1, 15, 16, 17, 31, 32, 33, 47, 48, 63, 64, 65, 95, 96, 97, 1000, 4096})
-    for (int64_t n : {1, 7, 70}) {
-      torch::manual_seed(n * 1000 + k);
-      auto w = torch::randn({n, k}).to(torch::kBFloat16);
-      auto b = torch::randn({n});
-      const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr());
-      const std::string what = "n=" + std::to_string(n) + " k=" + std::to_string(k);
-      {
-        auto x = torch::randn({k});
-        auto y = torch::full({n}, std::nanf(""));
-        kernels::gemv::GemvArgs a{x.data_ptr<float>(), k, 1, wp, k, y.data_ptr<float>(), n, b.data_ptr<float>()};
-        kernels::gemv::gemv1_avx512_f32_rows(a, 0, n / 3);
-        kernels::gemv::gemv1_avx512_f32_rows(a, n / 3, n);
-        EXPECT_TRUE(tensors_close(y, torch::matmul(w.to(torch::kFloat32), x) + b, 1e-5, 1e-4, "fp32 x " + what));
+    for (int64_t n : {1, 7, 70})
+      for (int64_t offset : {0, 1, 13, 31}) {
+        torch::manual_seed(n * 1000 + k + offset);
+        auto w = torch::randn({n, k}).to(torch::kBFloat16);
+        auto buf = torch::empty({n * k + 32}, torch::kBFloat16);  // 64-byte aligned (libtorch's CPU allocator)
+        buf.narrow(0, offset, n * k).copy_(w.flatten());
+        auto b = torch::randn({n});
+        const auto* wp = reinterpret_cast<const uint16_t*>(buf.data_ptr()) + offset;
+        const std::string what = "n=" + std::to_string(n) + " k=" + std::to_string(k) + " offset=" + std::to_string(offset);
+        {
+          auto x = torch::randn({k});
+          auto y = torch::full({n}, std::nanf(""));
+          kernels::gemv::GemvArgs a{x.data_ptr<float>(), k, 1, wp, k, y.data_ptr<float>(), n, b.data_ptr<float>()};
+          kernels::gemv::gemv1_avx512_f32_rows(a, 0, n / 3);
+          kernels::gemv::gemv1_avx512_f32_rows(a, n / 3, n);
+          EXPECT_TRUE(tensors_close(y, torch::matmul(w.to(torch::kFloat32), x) + b, 1e-5, 1e-4, "fp32 x " + what));
+        }
+        {
+          auto x = torch::randn({k}).to(torch::kBFloat16);
+          auto y = torch::full({n}, std::nanf(""));
+          kernels::gemv::GemvArgsBf16 a{reinterpret_cast<const uint16_t*>(x.data_ptr()), k, 1, wp, k,
+                                        y.data_ptr<float>(), n, b.data_ptr<float>()};
+          kernels::gemv::gemv1_avx512_bf16_rows(a, 0, n / 3);
+          kernels::gemv::gemv1_avx512_bf16_rows(a, n / 3, n);
+          auto want = torch::matmul(w.to(torch::kDouble), x.to(torch::kDouble)) + b.to(torch::kDouble);
+          auto mag =
+              torch::matmul(w.to(torch::kDouble).abs(), x.to(torch::kDouble).abs()) + b.to(torch::kDouble).abs();
+          auto err = (y.to(torch::kDouble) - want).abs();
+          EXPECT_TRUE((err <= mag * 1e-6).all().item<bool>())
+              << "bf16 x " << what << " max err " << err.max().item<double>();
+        }
       }
-      {
-        auto x = torch::randn({k}).to(torch::kBFloat16);
-        auto y = torch::full({n}, std::nanf(""));
-        kernels::gemv::GemvArgsBf16 a{reinterpret_cast<const uint16_t*>(x.data_ptr()), k, 1, wp, k,
-                                      y.data_ptr<float>(), n, b.data_ptr<float>()};
-        kernels::gemv::gemv1_avx512_bf16_rows(a, 0, n / 3);
-        kernels::gemv::gemv1_avx512_bf16_rows(a, n / 3, n);
-        auto want = torch::matmul(w.to(torch::kDouble), x.to(torch::kDouble)) + b.to(torch::kDouble);
-        auto mag = torch::matmul(w.to(torch::kDouble).abs(), x.to(torch::kDouble).abs()) + b.to(torch::kDouble).abs();
-        auto err = (y.to(torch::kDouble) - want).abs();
-        EXPECT_TRUE((err <= mag * 1e-6).all().item<bool>())
-            << "bf16 x " << what << " max err " << err.max().item<double>();
-      }
-    }
 }
 #endif
 
