@@ -295,3 +295,30 @@ TEST(LinearBf16, KernelsRunOnEveryThreadSameBits) {
     GTEST_SKIP() << "built without OpenMP (a clang build): gill's own loops run on the calling thread, so only the "
                     "same-bits half of this test ran";
 }
+
+#ifdef GILL_GEMV_X86
+// One bf16 token on the AVX512-BF16 row-order kernel writes bf16 output and reads a bf16 bias itself: the same bits
+// as the kernel's fp32 output (fp32 bias) rounded by Tensor::to, with and without a bias, fp32 bias too.
+TEST(LinearBf16, OneBf16TokenRoundsAsTensorTo) {
+  if (!util::can_run(util::cpu_features(), kernels::GemvKernel::kAvx512Bf16))
+    GTEST_SKIP() << "this CPU has no AVX512-BF16 (" << util::cpu_features().describe() << ")";
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1, 5}, {77, 96}, {300, 4096}}) {
+    torch::manual_seed(n + k);
+    auto w = torch::randn({n, k}).to(torch::kBFloat16);
+    auto x = torch::randn({1, k}).to(torch::kBFloat16);
+    auto b16 = torch::randn({n}).to(torch::kBFloat16);
+    for (int bias = 0; bias < 3; ++bias) {  // none, bf16, fp32
+      torch::Tensor b = bias == 0 ? torch::Tensor() : bias == 1 ? b16 : b16.to(torch::kFloat32);
+      auto got = kernels::linear_bf16_weight(x, w, b);
+      auto y = torch::full({n}, std::nanf(""));
+      auto bf = b16.to(torch::kFloat32);
+      kernels::gemv::GemvArgsBf16 a{reinterpret_cast<const uint16_t*>(x.data_ptr()), k, 1,
+                                    reinterpret_cast<const uint16_t*>(w.data_ptr()), k, y.data_ptr<float>(), n,
+                                    bias ? bf.data_ptr<float>() : nullptr};
+      kernels::gemv::gemv1_avx512_bf16_rows(a, 0, n);
+      ASSERT_EQ(got.scalar_type(), torch::kBFloat16);
+      EXPECT_TRUE(torch::equal(got.view({n}), y.to(torch::kBFloat16))) << "n=" << n << " k=" << k << " bias " << bias;
+    }
+  }
+}
+#endif

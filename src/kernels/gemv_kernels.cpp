@@ -21,6 +21,14 @@ inline float bf16_to_f32(uint16_t v) {
   return f;
 }
 
+// Round to nearest even, NaN to the quiet NaN 0x7fc0: c10::BFloat16's conversion, bit for bit.
+inline uint16_t f32_to_bf16(float f) {
+  if (f != f) return 0x7fc0;
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
 }  // namespace
 
 void gemv_scalar(const GemvArgs& a, int64_t n0, int64_t n1) {
@@ -349,7 +357,12 @@ __attribute__((target(GILL_AVX512))) void gemv1_avx512_bf16_rows(const GemvArgsB
       acc1 = _mm512_dpbf16_ps(acc1, (__m512bh)_mm512_maskz_loadu_epi16(m, row + k + 32),
                               (__m512bh)_mm512_maskz_loadu_epi16(m, x + k + 32));
     }
-    a.y[n] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + (a.bias ? a.bias[n] : 0.f);
+    const float b = a.bias ? a.bias[n] : a.bias16 ? bf16_to_f32(a.bias16[n]) : 0.f;
+    const float v = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + b;
+    if (a.y16)
+      a.y16[n] = f32_to_bf16(v);
+    else
+      a.y[n] = v;
   }
 }
 

@@ -31,6 +31,10 @@ struct GemvArgsBf16 {  // bf16 activations (ldx in elements)
   float* y;
   int64_t ldy;
   const float* bias;  // may be null
+  // gemv1_avx512_bf16_rows only: a bf16 bias instead of `bias`, and bf16 output (rounded to nearest even, as
+  // Tensor::to rounds) written here instead of y.
+  const uint16_t* bias16 = nullptr;
+  uint16_t* y16 = nullptr;
 };
 
 void gemv_scalar(const GemvArgs& a, int64_t n0, int64_t n1);

@@ -144,6 +144,26 @@ torch::Tensor linear_bf16_weight(const torch::Tensor& x, const torch::Tensor& w,
   const int64_t M = x2.size(0);
   if (path == Bf16LinearPath::kAuto) path = M <= kGemvMaxRows ? Bf16LinearPath::kGemv : Bf16LinearPath::kBlockedGemm;
   if (path == Bf16LinearPath::kScalar) kernel = GemvKernel::kScalar;
+#ifdef GILL_GEMV_X86
+  // One bf16 token on the AVX512-BF16 row-order kernel (decode under the bf16 policy, ~190 calls a token at
+  // OPT-6.7B): the kernel reads a bf16 bias and writes the rounded bf16 output itself, so no conversion ops run
+  // around it (the same bits as the fp32 output rounded by Tensor::to).
+  if (bf16x && M == 1 && path == Bf16LinearPath::kGemv && kernel == GemvKernel::kAvx512Bf16 &&
+      g_row_order.load(std::memory_order_relaxed)) {
+    auto y16 = torch::empty({1, N}, torch::kBFloat16);
+    auto wc = w.contiguous();
+    auto bc = b.defined() ? b.contiguous() : b;
+    GemvArgsBf16 a{reinterpret_cast<const uint16_t*>(x2.data_ptr<at::BFloat16>()), K, 1,
+                   reinterpret_cast<const uint16_t*>(wc.data_ptr<at::BFloat16>()), K, nullptr, N, nullptr};
+    if (bc.defined() && bc.scalar_type() == torch::kBFloat16)
+      a.bias16 = reinterpret_cast<const uint16_t*>(bc.data_ptr<at::BFloat16>());
+    else if (bc.defined())
+      a.bias = bc.data_ptr<float>();
+    a.y16 = reinterpret_cast<uint16_t*>(y16.data_ptr<at::BFloat16>());
+    at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) { gemv1_avx512_bf16_rows(a, begin, end); });
+    return y16.view(out_shape);
+  }
+#endif
   if (bf16x && path == Bf16LinearPath::kBlockedGemm)  // many rows in bf16: oneDNN's bf16 GEMM
     return torch::nn::functional::linear(x2, w, b.defined() ? b.to(torch::kBFloat16) : b).view(out_shape);
 
