@@ -39,24 +39,19 @@ double read_bandwidth_gbs(size_t bytes) {
   return double(bytes) / best / 1e9;
 }
 
-static double status_field_gb(const char* field) {
-  std::ifstream in("/proc/self/status");
+// A "Name:   N kB" field of a /proc file, in GB (0 when absent).
+static double proc_kb_field_gb(const char* file, const std::string& field) {
+  std::ifstream in(file);
   std::string line;
   while (std::getline(in, line))
-    if (line.rfind(field, 0) == 0) return std::stod(line.substr(std::string(field).size())) * 1024.0 / 1e9;
+    if (line.rfind(field, 0) == 0) return std::stod(line.substr(field.size())) * 1024.0 / 1e9;
   return 0.0;
 }
 
-double peak_rss_gb() { return status_field_gb("VmHWM:"); }
-double current_rss_gb() { return status_field_gb("VmRSS:"); }
-
-double anon_huge_pages_gb() {
-  std::ifstream in("/proc/self/smaps_rollup");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("AnonHugePages:", 0) == 0) return std::stod(line.substr(14)) * 1024.0 / 1e9;
-  return 0.0;
-}
+double peak_rss_gb() { return proc_kb_field_gb("/proc/self/status", "VmHWM:"); }
+double current_rss_gb() { return proc_kb_field_gb("/proc/self/status", "VmRSS:"); }
+double rss_anon_gb() { return proc_kb_field_gb("/proc/self/status", "RssAnon:"); }
+double anon_huge_pages_gb() { return proc_kb_field_gb("/proc/self/smaps_rollup", "AnonHugePages:"); }
 
 void drop_file_cache(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);

@@ -16,6 +16,8 @@ double read_bandwidth_gbs(size_t bytes = size_t(2) << 30);
 double peak_rss_gb();
 // Current resident set size (VmRSS), in GB.
 double current_rss_gb();
+// Anonymous resident memory (RssAnon), in GB: what a copy costs; file-backed pages of a mapping are not counted.
+double rss_anon_gb();
 // Anonymous memory of this process backed by transparent huge pages (smaps_rollup AnonHugePages), in GB.
 double anon_huge_pages_gb();
 // Drops this file's pages from the page cache (posix_fadvise DONTNEED) for cold-load measurements.

@@ -2,7 +2,6 @@
 // and a dtype conversion at load that never holds two converted copies. Writes a temporary file (default 1 GiB)
 // under --dir and deletes it. Run under `flock /tmp/gill-bench.lock`.
 #include <filesystem>
-#include <fstream>
 #include <unistd.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -13,16 +12,6 @@
 
 namespace gill::cli {
 
-namespace {
-// Anonymous resident memory (RssAnon, GB): what a copy costs; file-backed pages of the mapping are not counted.
-double rss_anon_gb() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("RssAnon:", 0) == 0) return std::stod(line.substr(8)) * 1024 / 1e9;
-  return 0;
-}
-}  // namespace
 
 void register_bench_io(CLI::App& bench, Context& ctx) {
   auto* sub = bench.add_subcommand("io", "Zero-copy safetensors open + bf16 view, and load-time dtype conversion");
@@ -52,23 +41,23 @@ void register_bench_io(CLI::App& bench, Context& ctx) {
       }
       j["file_bytes"] = fs::file_size(file);
       bench::drop_file_cache(file.string());
-      const double rss0 = bench::current_rss_gb(), anon0 = rss_anon_gb();
+      const double rss0 = bench::current_rss_gb(), anon0 = bench::rss_anon_gb();
       bench::Timer t0;
       io::SafetensorsFile src(file);
       torch::Tensor v = src.get("w");
       j["open_and_view_s"] = t0.seconds();
       j["view_is_zero_copy"] = v.data_ptr() == static_cast<const void*>(src.raw_data("w"));
       j["rss_delta_after_view_gb"] = bench::current_rss_gb() - rss0;
-      j["anon_delta_after_view_gb"] = rss_anon_gb() - anon0;
+      j["anon_delta_after_view_gb"] = bench::rss_anon_gb() - anon0;
       // Convert to fp32 at load: the result is one new fp32 copy; the bf16 source is the file mapping
       // (page cache, reclaimable), never a second anonymous copy.
       bench::drop_file_cache(file.string());
-      const double rss1 = bench::current_rss_gb(), anon1 = rss_anon_gb();
+      const double rss1 = bench::current_rss_gb(), anon1 = bench::rss_anon_gb();
       bench::Timer t1;
       torch::Tensor f = src.get("w", torch::kFloat32);
       j["convert_bf16_to_fp32_s"] = t1.seconds();
       j["rss_delta_after_fp32_gb"] = bench::current_rss_gb() - rss1;
-      j["anon_delta_after_fp32_gb"] = rss_anon_gb() - anon1;
+      j["anon_delta_after_fp32_gb"] = bench::rss_anon_gb() - anon1;
       j["fp32_bytes_gb"] = static_cast<double>(f.numel()) * 4 / 1e9;
       j["bf16_bytes_gb"] = static_cast<double>(v.numel()) * 2 / 1e9;
       j["read_gbs_cold"] = static_cast<double>(v.numel()) * 2 / 1e9 / t1.seconds();

@@ -56,13 +56,9 @@ void run_gemv(const float* x, int64_t M, const uint16_t* w, int64_t N, int64_t K
 }
 
 #ifdef GILL_GEMV_X86
+// The 8-row tiles, M tokens at a time (one token in row order is linear_bf16_weight's own path, bf16 out).
 void run_gemv_bf16x(const uint16_t* x, int64_t M, const uint16_t* w, int64_t N, int64_t K, const float* bias,
                     float* y) {
-  if (M == 1 && g_row_order.load(std::memory_order_relaxed)) {  // one token: one sequential stream per thread
-    GemvArgsBf16 a{x, K, 1, w, K, y, N, bias};
-    at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) { gemv1_avx512_bf16_rows(a, begin, end); });
-    return;
-  }
   for (int64_t m0 = 0; m0 < M; m0 += kGemvMaxRows) {
     GemvArgsBf16 a{x + m0 * K, K, std::min<int64_t>(kGemvMaxRows, M - m0), w, K, y + m0 * N, N, bias};
     at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) { gemv_avx512_bf16_dispatch(a, begin, end); });
